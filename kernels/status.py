@@ -1,0 +1,53 @@
+"""Status codes shared by the kernels and the front end.
+
+Negative codes are failures reported to the user; positive codes are internal requests
+from a kernel to its driver (grow a buffer and call again) and never reach a result.
+"""
+
+SUCCESS = 0
+MAX_STEPS = -1
+STEP_TOO_SMALL = -2
+NON_FINITE = -3
+
+#: the every-step output buffer is full: the driver grows it and resumes the kernel
+OUTPUT_FULL = 1
+#: the dense-output store is full: the driver grows it and resumes the kernel
+DENSE_FULL = 2
+
+# Layout of the integer state record (``istate``) every integrator shares.
+I_STATUS = 0
+I_N_OUT = 1
+I_N_ACCEPTED = 2
+I_N_REJECTED = 3
+I_NFEV = 4
+I_STARTED = 5
+I_K0_VALID = 6
+I_N_DENSE = 7
+I_STIFF_COUNT = 8
+I_NONSTIFF_COUNT = 9
+I_LAST_REJECT_NONFINITE = 10
+I_PREVIOUS_REJECTED = 11
+I_STIFFNESS_DETECTED = 12
+I_SIZE = 13
+
+# Layout of the float state record (``fstate``).
+F_T = 0
+F_H = 1
+F_ERR_PREVIOUS = 2
+F_T_STIFF = 3
+F_SIZE = 4
+
+# Layout of the float options record (``fopts``).
+O_T0 = 0
+O_T_END = 1
+O_RTOL = 2
+O_FIRST_STEP = 3
+O_MAX_STEP = 4
+O_DT = 5
+O_SIZE = 6
+
+# Layout of the integer options record (``iopts``).
+IO_MAX_STEPS = 0
+IO_SAVE_EVERY_STEP = 1
+IO_STORE_DENSE = 2
+IO_SIZE = 3

@@ -1,0 +1,23 @@
+"""paramest: fit ODE models to data from NumPy, with Numba-compiled solvers.
+
+The user-facing layer. Models are plain Python functions ``fun(t, y, p, dydt)``; the
+compiled kernels live in :mod:`paramest.kernels`.
+"""
+
+__version__ = "0.1.0"
+
+from paramest.errors import ComplexStepWarning, ModelError
+from paramest.problems import ODEProblem
+from paramest.solution import DenseOutput, Solution
+from paramest.solve import METHODS, solve
+
+__all__ = [
+    "ComplexStepWarning",
+    "DenseOutput",
+    "METHODS",
+    "ModelError",
+    "ODEProblem",
+    "Solution",
+    "solve",
+    "__version__",
+]

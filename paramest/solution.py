@@ -1,0 +1,94 @@
+"""Result objects of :func:`paramest.solve`."""
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from paramest.kernels.explicit import evaluate_dense
+
+__all__ = ["Solution", "DenseOutput"]
+
+
+class Solution(OptimizeResult):
+    """The result of :func:`paramest.solve`, a :class:`scipy.optimize.OptimizeResult`.
+
+    Attributes
+    ----------
+    t : ndarray, shape (n_times,)
+        Output times: ``t_eval``, or every accepted step (with ``t0``) when it was None.
+    y : ndarray, shape (n_states, n_times)
+        The state at ``t``. After a failure, the outputs up to the failure time.
+    sol : DenseOutput or None
+        The continuous solution ``sol(t)`` when ``dense_output=True``.
+    success : bool
+        True when the end of ``t_span`` was reached.
+    status : int
+        0 success; -1 ``max_steps`` reached; -2 step size became too small; -3 non-finite
+        values (NaN or inf) in the state or its derivative.
+    message : str
+        What happened, at which ``t``, and what to try.
+    t_final : float
+        The time the solver reached (``t_span[1]`` on success).
+    nfev : int
+        Number of evaluations of the model.
+    n_accepted, n_rejected : int
+        Accepted and rejected steps.
+    method : str
+        The method used.
+    stiffness_detected : bool
+        Whether the explicit method's stiffness test fired (its step size was limited by
+        stability rather than accuracy).
+    """
+
+
+class DenseOutput:
+    """The continuous solution of a solve, evaluated by each method's own interpolant.
+
+    Call it with a time or an array of times inside the solved interval; it returns an
+    array of shape ``(n_states,)`` or ``(n_states, len(t))``.
+
+    Examples
+    --------
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -y[0]
+    >>> sol = pe.solve(pe.ODEProblem(decay, [1.0], (0.0, 1.0)), dense_output=True)
+    >>> round(float(sol.sol(0.5)[0]), 6)
+    0.606531
+    """
+
+    def __init__(self, t_start, t_end, step_t, step_h, step_y, step_k, dense):
+        self.t_min = min(t_start, t_end)
+        self.t_max = max(t_start, t_end)
+        self.t_start = t_start
+        self.t_end = t_end
+        self._step_t = step_t
+        self._step_h = step_h
+        self._step_y = step_y
+        self._step_k = step_k
+        self._dense = dense
+
+    @property
+    def n_steps(self):
+        return self._step_t.shape[0]
+
+    def __call__(self, t):
+        t_array = np.asarray(t, dtype=np.float64)
+        scalar = t_array.ndim == 0
+        queries = np.ascontiguousarray(t_array.reshape(-1))
+        if not np.all(np.isfinite(queries)):
+            raise ValueError("`t` must be finite")
+        if queries.size and (queries.min() < self.t_min or queries.max() > self.t_max):
+            raise ValueError(
+                f"`t` must lie inside the solved interval [{self.t_min}, {self.t_max}]"
+            )
+        n = self._step_y.shape[1]
+        out = np.empty((queries.size, n), dtype=self._step_y.dtype)
+        if self.n_steps == 0:
+            raise ValueError("the solve took no step: there is no dense output to evaluate")
+        evaluate_dense(
+            queries, self._step_t, self._step_h, self._step_y, self._step_k, self._dense, out
+        )
+        return out[0] if scalar else out.T
+
+    def __repr__(self):
+        return f"DenseOutput(t in [{self.t_min}, {self.t_max}], {self.n_steps} steps)"
