@@ -12,6 +12,7 @@ from paramest.kernels.tableaus import TABLEAUS
 from paramest.kernels.validation import (
     TIMES_NOT_FINITE,
     TIMES_NOT_MONOTONE,
+    TIMES_OK,
     TIMES_OUTSIDE,
     check_times,
 )
@@ -97,6 +98,15 @@ def _tolerances(rtol, atol, n):
 
 
 def _check_t_eval(t_eval, t0, t1):
+    if (
+        type(t_eval) is np.ndarray
+        and t_eval.dtype == np.float64
+        and t_eval.ndim == 1
+        and t_eval.size > 0
+        and t_eval.flags.c_contiguous
+        and check_times(t_eval, t0, t1) == TIMES_OK
+    ):
+        return t_eval  # the common case, checked without building anything
     try:
         times = np.asarray(t_eval, dtype=np.float64)
     except (TypeError, ValueError):
@@ -156,6 +166,58 @@ def _grow(array, capacity):
     grown = np.empty((capacity,) + array.shape[1:], dtype=array.dtype)
     grown[: array.shape[0]] = array
     return grown
+
+
+_OPTIONS_CACHE = {}
+
+
+def _validated_options(method, rtol, atol, first_step, max_step, max_steps, dense_output, dt,
+                       t0, t_end, n):
+    """Check the scalar options once and build the kernel's option records.
+
+    Returns ``(method entry, atol vector, fopts, (iopts every step, iopts t_eval))``. The
+    arrays are shared between calls; the kernels only read them.
+    """
+    entry = _method_entry(method)
+    rtol, atol_vector = _tolerances(rtol, atol, n)
+    if dt is None:
+        if not entry.adaptive:
+            raise ValueError(
+                f"`dt` is required by the fixed-step method '{entry.name}' (or use an "
+                "adaptive method such as 'Tsit5')"
+            )
+        dt_value = 0.0
+    else:
+        dt_value = _positive_number(dt, "dt")
+    first = 0.0 if first_step is None else _positive_number(first_step, "first_step")
+    if first > abs(t_end - t0):
+        raise ValueError(
+            f"`first_step` must not exceed the length of t_span ({abs(t_end - t0)}), got {first}"
+        )
+    max_step = _positive_number(max_step, "max_step", allow_inf=True)
+    try:
+        max_steps = operator.index(max_steps)
+    except TypeError:
+        raise TypeError(
+            f"`max_steps` must be an integer, got {type(max_steps).__name__}"
+        ) from None
+    if max_steps < 1:
+        raise ValueError(f"`max_steps` must be at least 1, got {max_steps}")
+    fopts = np.empty(st.O_SIZE)
+    fopts[st.O_T0] = t0
+    fopts[st.O_T_END] = t_end
+    fopts[st.O_RTOL] = rtol
+    fopts[st.O_FIRST_STEP] = first
+    fopts[st.O_MAX_STEP] = max_step
+    fopts[st.O_DT] = dt_value
+    iopts = []
+    for save_every_step in (True, False):
+        record = np.empty(st.IO_SIZE, dtype=np.int64)
+        record[st.IO_MAX_STEPS] = max_steps
+        record[st.IO_SAVE_EVERY_STEP] = save_every_step
+        record[st.IO_STORE_DENSE] = bool(dense_output)
+        iopts.append(record)
+    return entry, atol_vector, fopts, tuple(iopts)
 
 
 def solve(
@@ -235,58 +297,39 @@ def solve(
     """
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
-    entry = _method_entry(method)
     model = problem.model
     n = problem.y0.shape[0]
     t0, t_end = problem.t_span
-    rtol, atol = _tolerances(rtol, atol, n)
+    # Validated option records are reused for repeated calls with the same options (as in a
+    # fit), which keeps the per-call cost from Python to a few microseconds.
+    key = (method, rtol, atol, first_step, max_step, max_steps, dense_output, dt, t0, t_end, n)
+    try:
+        cached = _OPTIONS_CACHE.get(key)
+    except TypeError:  # unhashable option values (an atol list, say)
+        key, cached = None, None
+    if cached is None:
+        cached = _validated_options(
+            method, rtol, atol, first_step, max_step, max_steps, dense_output, dt, t0, t_end,
+            n,
+        )
+        if key is not None:
+            if len(_OPTIONS_CACHE) >= 256:
+                _OPTIONS_CACHE.clear()
+            _OPTIONS_CACHE[key] = cached
+    entry, atol, fopts, iopts_template = cached
     y = problem.y0.copy() if y0 is None else as_vector(y0, "y0", size=n).copy()
     # A private writable copy: the model receives it as a plain array and may not alter
     # the problem's parameters.
     params = (problem.p if p is None else as_vector(p, "p", allow_empty=True,
                                                      size=model.n_params)).copy()
-
-    if dt is None:
-        if not entry.adaptive:
-            raise ValueError(
-                f"`dt` is required by the fixed-step method '{entry.name}' (or use an "
-                "adaptive method such as 'Tsit5')"
-            )
-        dt_value = 0.0
-    else:
-        dt_value = _positive_number(dt, "dt")
-    first = 0.0 if first_step is None else _positive_number(first_step, "first_step")
-    if first > abs(t_end - t0):
-        raise ValueError(
-            f"`first_step` must not exceed the length of t_span ({abs(t_end - t0)}), got {first}"
-        )
-    max_step = _positive_number(max_step, "max_step", allow_inf=True)
-    try:
-        max_steps = operator.index(max_steps)
-    except TypeError:
-        raise TypeError(
-            f"`max_steps` must be an integer, got {type(max_steps).__name__}"
-        ) from None
-    if max_steps < 1:
-        raise ValueError(f"`max_steps` must be at least 1, got {max_steps}")
-
-    fopts = np.empty(st.O_SIZE)
-    fopts[st.O_T0] = t0
-    fopts[st.O_T_END] = t_end
-    fopts[st.O_RTOL] = rtol
-    fopts[st.O_FIRST_STEP] = first
-    fopts[st.O_MAX_STEP] = max_step
-    fopts[st.O_DT] = dt_value
     save_every_step = t_eval is None
-    iopts = np.empty(st.IO_SIZE, dtype=np.int64)
-    iopts[st.IO_MAX_STEPS] = max_steps
-    iopts[st.IO_SAVE_EVERY_STEP] = save_every_step
-    iopts[st.IO_STORE_DENSE] = bool(dense_output)
+    iopts = iopts_template[0] if save_every_step else iopts_template[1]
+    dt_value = fopts[st.O_DT]
 
     if save_every_step:
         times = _EMPTY_1D
         capacity = _FIRST_CAPACITY if dt_value == 0.0 else int(
-            min(abs(t_end - t0) / dt_value + 2, max_steps + 2)
+            min(abs(t_end - t0) / dt_value + 2, iopts[st.IO_MAX_STEPS] + 2)
         )
     else:
         times = _check_t_eval(t_eval, t0, t_end)
@@ -324,12 +367,15 @@ def solve(
         else:
             break
 
-    n_out = istate[st.I_N_OUT]
-    t_reached = float(fstate[st.F_T])
-    stiffness_detected = bool(istate[st.I_STIFFNESS_DETECTED])
+    # one conversion to Python numbers instead of a NumPy scalar per field
+    ist = istate.tolist()
+    fst = fstate.tolist()
+    n_out = ist[st.I_N_OUT]
+    t_reached = fst[st.F_T]
+    stiffness_detected = ist[st.I_STIFFNESS_DETECTED] != 0
     sol = None
     if dense_output:
-        n_dense = istate[st.I_N_DENSE]
+        n_dense = ist[st.I_N_DENSE]
         sol = DenseOutput(
             t0, t_reached, dense_t[:n_dense], dense_h[:n_dense], dense_y[:n_dense],
             dense_k[:n_dense], entry.tableau.dense,
@@ -339,15 +385,24 @@ def solve(
         y=y_out[:n_out].T,
         sol=sol,
         success=code == st.SUCCESS,
-        status=int(code),
-        message=_message(
-            code, t_reached, float(fstate[st.F_H]), t_end, max_steps, stiffness_detected,
-            float(fstate[st.F_T_STIFF]),
+        status=code,
+        message=_SUCCESS_MESSAGE if code == st.SUCCESS else _message(
+            code, t_reached, fst[st.F_H], t_end, int(iopts[st.IO_MAX_STEPS]), stiffness_detected,
+            fst[st.F_T_STIFF],
         ),
         t_final=t_reached,
-        nfev=int(istate[st.I_NFEV]),
-        n_accepted=int(istate[st.I_N_ACCEPTED]),
-        n_rejected=int(istate[st.I_N_REJECTED]),
+        nfev=ist[st.I_NFEV],
+        n_accepted=ist[st.I_N_ACCEPTED],
+        n_rejected=ist[st.I_N_REJECTED],
         method=entry.name,
         stiffness_detected=stiffness_detected,
     )
+
+
+def _load_compiled_kernels():
+    """Pay Numba's one-time set-up (its typing registries, about 0.4 s) at import rather than
+    inside the first solve, and load the small cached validation kernel."""
+    check_times(np.zeros(1), 0.0, 1.0)
+
+
+_load_compiled_kernels()

@@ -241,3 +241,10 @@ def test_stiff_problem_is_detected_and_named_in_the_message():
     assert "looks stiff" in sol.message
     easy = pe.solve(pe.ODEProblem(stiff_decay, [1.0], (0.0, 10.0), [1.0]), "DP5")
     assert easy.success and not easy.stiffness_detected
+
+
+def test_zero_atol_with_a_component_that_stays_zero(lv):
+    # a prey-free system: the prey stays exactly 0, so its error scale is 0 with atol = 0
+    sol = pe.solve(lv, y0=[0.0, 1.0], atol=0.0, t_eval=[0.0, 1.0])
+    assert sol.success, sol.message
+    np.testing.assert_allclose(sol.y[:, -1], [0.0, np.exp(-3.0)], rtol=1e-5)

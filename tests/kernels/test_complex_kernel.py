@@ -6,9 +6,8 @@ import pytest
 
 import paramest as pe
 from paramest.kernels import status as st
-from paramest.kernels.explicit import integrate
+from paramest.kernels.explicit import integrate, pack_tableau
 from paramest.kernels.tableaus import get_tableau
-from paramest.kernels.explicit import pack_tableau
 from tests.problems import LV_P, LV_Y0, lotka_volterra
 
 H = 1e-30

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from paramest.kernels.order_conditions import (
     dense_observed_order,
     dense_order_condition_residuals,

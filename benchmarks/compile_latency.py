@@ -1,0 +1,111 @@
+"""Compile latency: the first solve of a brand-new model, in fresh processes.
+
+Prints, each measured in a new Python process:
+  * import paramest
+  * first solve of a brand-new model, library kernels not yet compiled (empty Numba cache)
+  * first solve of a brand-new model, library kernels cached (the usual case on a machine
+    where paramest has run once): compiling the model and running the model check
+  * the same model again in a new process (everything loaded from the cache)
+and, in this process, the per-call cost of solve() from Python on a trivial problem (where
+the integration itself costs nothing) and the cost of changing rtol / t_eval / p / y0
+(nothing is recompiled).
+
+Run:  python benchmarks/compile_latency.py
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import timeit
+import uuid
+from pathlib import Path
+
+CHILD = textwrap.dedent(
+    """
+    import json, time
+    t0 = time.perf_counter()
+    import numpy as np
+    import paramest as pe
+    t1 = time.perf_counter()
+    from model_{tag} import rhs
+    problem = pe.ODEProblem(rhs, [1.0, 1.0, 0.5], (0.0, 5.0), [1.5, 1.0, 3.0, 1.0])
+    t2 = time.perf_counter()
+    sol = pe.solve(problem, "Tsit5", t_eval=np.linspace(0.0, 5.0, 51))
+    t3 = time.perf_counter()
+    assert sol.success
+    print(json.dumps(dict(import_s=t1 - t0, problem_s=t2 - t1, solve_s=t3 - t2,
+                          first_solve_s=t3 - t1)))
+    """
+)
+
+MODEL = textwrap.dedent(
+    """
+    import numpy as np
+
+    def rhs(t, y, p, dydt):
+        # model {tag}: a 3-state variant of Lotka-Volterra
+        dydt[0] = p[0] * y[0] - p[1] * y[0] * y[1]
+        dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1] - 0.1 * y[2]
+        dydt[2] = 0.5 * y[1] - 0.2 * np.sin(t) * y[2]
+    """
+)
+
+
+def run_child(directory, tag, env):
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(tag=tag)], cwd=directory, env=env,
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fresh_model(directory):
+    tag = uuid.uuid4().hex[:10]
+    Path(directory, f"model_{tag}.py").write_text(MODEL.format(tag=tag))
+    return tag
+
+
+def per_call_overhead():
+    import numpy as np
+
+    import paramest as pe
+
+    def still(t, y, p, dydt):
+        dydt[0] = 0.0
+
+    problem = pe.ODEProblem(still, [1.0], (0.0, 1.0))
+    t_eval = np.array([1.0])
+    pe.solve(problem, t_eval=t_eval)
+    n = 20000
+    best = min(timeit.repeat(lambda: pe.solve(problem, t_eval=t_eval), number=n, repeat=7))
+    return best / n
+
+
+def main():
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = work + os.pathsep + env.get("PYTHONPATH", "")
+        cold_cache = Path(work, "numba_cache")
+        cold_env = dict(env, NUMBA_CACHE_DIR=str(cold_cache))
+        rows.append(("library and model cold (empty Numba cache)",
+                     run_child(work, fresh_model(work), cold_env)))
+        tag = fresh_model(work)
+        # warm the library kernels in this cache location with another model first
+        run_child(work, fresh_model(work), env)
+        rows.append(("brand-new model, library cached", run_child(work, tag, env)))
+        rows.append(("same model, new process (warm)", run_child(work, tag, env)))
+    print(f"{'case':45s} {'import':>8s} {'ODEProblem':>11s} {'solve':>8s} {'first solve':>12s}")
+    for name, r in rows:
+        print(f"{name:45s} {r['import_s']:8.3f} {r['problem_s']:11.3f} {r['solve_s']:8.3f} "
+              f"{r['first_solve_s']:12.3f}")
+    print("(seconds; 'first solve' = ODEProblem construction + first solve, after import)")
+    overhead = per_call_overhead()
+    print(f"per-call overhead of solve() from Python (trivial model): {overhead * 1e6:.2f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,562 @@
+"""One generic explicit Runge–Kutta integrator driven by tableau data.
+
+Every explicit method (Tsit5, DP5, BS3, Vern7, RK4, Euler) is a tableau packed by
+:func:`pack_tableau`; :func:`integrate` does the arithmetic for all of them. The kernel is
+compiled once per machine (``cache=True``) and per state dtype: with float64 arrays it is a
+real solve, with complex128 ``y0`` and ``p`` it is the same solve differentiated by the
+complex step (step decisions use real parts, so the step sequence is identical).
+
+The kernel is resumable: its whole state lives in the arrays it is given (``y``, ``K``,
+``fstate``, ``istate``), so when an output buffer fills up it returns a positive status,
+the driver grows the buffer and calls it again, and it carries on from the same step.
+
+Nothing is allocated inside the step loop; work arrays are made once per call.
+
+Performance notes (the step loop of a small model costs about as much as its model calls):
+
+* Every linear combination of stages is summed two components at a time (two independent
+  chains of additions per pass over the stages) and always over all coefficients, zeros
+  included: a data-dependent branch per coefficient costs more in mispredictions than the
+  multiplications it saves. Each sum is still formed in stage order, so results do not
+  depend on these choices (a zero coefficient adds an exact zero; only a non-finite stage
+  value, which fails the step anyway, is propagated by it).
+* The loop bodies are written in :func:`integrate` itself or in a closure over its arrays.
+  Arrays handed to a helper inlined by Numba are reference-counted (atomic updates) on
+  each call, which in the step loop costs more than the arithmetic of a small model.
+* The integer state lives in local variables during the loop and goes back to ``istate``
+  on return (the model call would otherwise force reloads from memory).
+* The history term of the PI controller (a ``pow``) is computed when a step is accepted,
+  off the chain of dependent operations from one error estimate to the next step size.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import status as st
+from .controller import (
+    FACTOR_NON_FINITE,
+    initial_step,
+    pi_history,
+    pi_step_factor_from_history,
+    reject_step_factor,
+    scaled_error_squared,
+)
+from .fnptr import as_rhs
+
+# Layout of the packed tableau info record (``tab_info``).
+T_N_STAGES = 0
+T_S_TOTAL = 1
+T_N_DENSE = 2
+T_FSAL = 3
+T_STIFF_I = 4
+T_STIFF_J = 5
+T_ORDER = 6
+T_ERROR_ORDER = 7
+T_ADAPTIVE = 8
+T_SIZE = 9
+
+#: Hairer's stiffness test: h*|lambda| above this (about the real stability boundary of
+#: 5th-order explicit pairs) in 15 accepted steps without 6 non-stiff ones in a row means
+#: the step size is limited by stability rather than accuracy (Hairer & Wanner, Solving
+#: ODEs II, Sec. IV.2, as in DOPRI5).
+STIFF_H_LAMBDA = 3.25
+STIFF_STEPS = 15
+NONSTIFF_STEPS = 6
+
+
+def pack_tableau(tableau):
+    """Pack an ``ExplicitTableau`` into the two arrays the kernel takes.
+
+    Returns ``(tab, tab_info)``: ``tab`` is ``(s, s + 3 + n_dense)`` with columns
+    ``[A | b | c | b_error | dense]``, ``tab_info`` the int64 record described by the
+    ``T_*`` constants. Packing keeps the kernel's argument list (and so its per-call dispatch
+    cost from Python) short.
+    """
+    s_total = tableau.A.shape[0]
+    n_dense = tableau.dense.shape[1]
+    tab = np.zeros((s_total, s_total + 3 + n_dense))
+    tab[:, :s_total] = tableau.A
+    tab[:, s_total] = tableau.b
+    tab[:, s_total + 1] = tableau.c
+    tab[:, s_total + 2] = tableau.b_error
+    tab[:, s_total + 3 :] = tableau.dense
+    stiff = tableau.stiffness_stages if tableau.stiffness_stages is not None else (-1, -1)
+    info = np.zeros(T_SIZE, dtype=np.int64)
+    info[T_N_STAGES] = tableau.n_stages
+    info[T_S_TOTAL] = s_total
+    info[T_N_DENSE] = n_dense
+    info[T_FSAL] = int(tableau.fsal)
+    info[T_STIFF_I] = stiff[0]
+    info[T_STIFF_J] = stiff[1]
+    info[T_ORDER] = tableau.order
+    info[T_ERROR_ORDER] = tableau.embedded_order
+    info[T_ADAPTIVE] = int(tableau.adaptive)
+    tab.setflags(write=False)
+    info.setflags(write=False)
+    return tab, info
+
+
+@njit(cache=True, inline="always")
+def _stiffness_h_lambda(K, tab, stage_i, stage_j):
+    # h*|lambda| ~ h * |k_i - k_j| / |Y_i - Y_j| and Y_i - Y_j = h * sum_l (a_il - a_jl) k_l,
+    # so h cancels (``tab[:, :s]`` is A)
+    n = K.shape[1]
+    num = 0.0
+    den = 0.0
+    for j in range(n):
+        dk = (K[stage_i, j] - K[stage_j, j]).real
+        dy = 0.0
+        for l in range(max(stage_i, stage_j)):
+            dy += (tab[stage_i, l] - tab[stage_j, l]) * K[l, j].real
+        num += dk * dk
+        den += dy * dy
+    if den <= 0.0:
+        return 0.0
+    return math.sqrt(num / den)
+
+
+# ``error_model="numpy"``: IEEE division, so no zero-divisor checks in the step loop; an error
+# scale of zero (possible with ``atol = 0``) gives a non-finite error norm instead of raising.
+@njit(cache=True, error_model="numpy")
+def integrate(
+    rhs_address,
+    y,
+    p,
+    atol,
+    fopts,
+    iopts,
+    tab,
+    tab_info,
+    t_eval,
+    t_out,
+    y_out,
+    dense_t,
+    dense_h,
+    dense_y,
+    dense_k,
+    K,
+    fstate,
+    istate,
+):
+    """Integrate ``y' = fun(t, y, p)`` from ``fopts[O_T0]`` towards ``fopts[O_T_END]``.
+
+    Parameters
+    ----------
+    rhs_address : int
+        Address of the model compiled as a cfunc for ``y``'s dtype.
+    y : (n,) float64 or complex128
+        The current state, updated in place (``y0`` on the first call).
+    p : (n_p,) same dtype as ``y``
+    atol : (n,) float64
+    fopts, iopts : float64 and int64 option records (``status.O_*``, ``status.IO_*``).
+    tab, tab_info : the packed tableau (:func:`pack_tableau`).
+    t_eval : (m,) float64
+        Output times when ``iopts[IO_SAVE_EVERY_STEP] == 0``.
+    t_out, y_out : (cap,), (cap, n)
+        Output buffers: one row per ``t_eval`` entry, or per accepted step (plus ``t0``).
+    dense_t, dense_h, dense_y, dense_k : (cap_d,), (cap_d,), (cap_d, n), (cap_d, s, n)
+        Step store for dense output when ``iopts[IO_STORE_DENSE]``.
+    K : (s, n)
+        Stage derivatives; ``K[0]`` carries ``f(t, y)`` between calls.
+    fstate, istate : the resumable state records (``status.F_*``, ``status.I_*``).
+
+    Returns
+    -------
+    int
+        A ``status`` code: 0 finished, negative failure, positive "grow a buffer and call
+        again".
+    """
+    rhs = as_rhs(rhs_address, y)
+    n = y.shape[0]
+    n_stages = tab_info[T_N_STAGES]
+    s_total = tab_info[T_S_TOTAL]
+    n_dense = tab_info[T_N_DENSE]
+    fsal = tab_info[T_FSAL] != 0
+    stiff_i = tab_info[T_STIFF_I]
+    stiff_j = tab_info[T_STIFF_J]
+    order = tab_info[T_ORDER]
+    error_order = tab_info[T_ERROR_ORDER]
+
+    # Coefficients, one row per linear combination of stages, in one contiguous matrix:
+    # rows 0 .. s-1 the rows of A (zero from the diagonal on), then b, b_error, the
+    # dense-output weights of the current output time and c; then, for the Horner
+    # recursion of the weights, the dense-output coefficients, highest power first.
+    row_b = s_total
+    row_err = s_total + 1
+    row_w = s_total + 2
+    row_c = s_total + 3
+    row_dense = s_total + 4
+    C = np.empty((s_total + 4 + n_dense, s_total))
+    for i in range(s_total):
+        for l in range(s_total):
+            C[i, l] = tab[i, l] if l < i else 0.0
+        C[row_b, i] = tab[i, s_total]
+        C[row_err, i] = tab[i, s_total + 2]
+        C[row_w, i] = 0.0
+        C[row_c, i] = tab[i, s_total + 1]
+        for m in range(n_dense):
+            C[row_dense + m, i] = tab[i, s_total + 3 + n_dense - 1 - m]
+
+    t0 = fopts[st.O_T0]
+    t_end = fopts[st.O_T_END]
+    rtol = fopts[st.O_RTOL]
+    max_step = fopts[st.O_MAX_STEP]
+    dt_fixed = fopts[st.O_DT]
+    adaptive = dt_fixed <= 0.0
+    max_steps = iopts[st.IO_MAX_STEPS]
+    save_every_step = iopts[st.IO_SAVE_EVERY_STEP] != 0
+    store_dense = iopts[st.IO_STORE_DENSE] != 0
+    direction = 1.0 if t_end > t0 else -1.0
+    n_eval = t_eval.shape[0]
+    cap_out = t_out.shape[0]
+    cap_dense = dense_t.shape[0]
+
+    work = np.empty((2, n), dtype=y.dtype)
+    y_stage = work[0]
+    y_new = work[1]
+
+    # Targets of ``combine``.
+    TO_STAGE = 0
+    TO_NEW = 1
+    TO_OUTPUT = 2
+
+    def combine(row, count, h, target, k_out):
+        """``y + h * sum_i C[row, i] * K[i]`` over the first ``count >= 1`` stages, written
+        to ``y_stage``, ``y_new`` or ``y_out[k_out]``."""
+        j = 0
+        while j + 1 < n:
+            coef = C[row, 0]
+            acc0 = coef * K[0, j]
+            acc1 = coef * K[0, j + 1]
+            for i in range(1, count):
+                coef = C[row, i]
+                acc0 += coef * K[i, j]
+                acc1 += coef * K[i, j + 1]
+            v0 = y[j] + h * acc0
+            v1 = y[j + 1] + h * acc1
+            if target == TO_OUTPUT:
+                y_out[k_out, j] = v0
+                y_out[k_out, j + 1] = v1
+            else:
+                work[target, j] = v0
+                work[target, j + 1] = v1
+            j += 2
+        if j < n:
+            acc0 = C[row, 0] * K[0, j]
+            for i in range(1, count):
+                acc0 += C[row, i] * K[i, j]
+            v0 = y[j] + h * acc0
+            if target == TO_OUTPUT:
+                y_out[k_out, j] = v0
+            else:
+                work[target, j] = v0
+
+    def error_norm(h):
+        """Scaled RMS norm of the error estimate ``h * sum_i b_error[i] * K[i]``
+        (``controller.scaled_rms_norm``, without storing the estimate)."""
+        total = 0.0
+        j = 0
+        while j + 1 < n:
+            coef = C[row_err, 0]
+            acc0 = coef * K[0, j]
+            acc1 = coef * K[0, j + 1]
+            for i in range(1, n_stages):
+                coef = C[row_err, i]
+                acc0 += coef * K[i, j]
+                acc1 += coef * K[i, j + 1]
+            total += scaled_error_squared(
+                (h * acc0).real, y[j].real, y_new[j].real, atol[j], rtol
+            )
+            total += scaled_error_squared(
+                (h * acc1).real, y[j + 1].real, y_new[j + 1].real, atol[j + 1], rtol
+            )
+            j += 2
+        if j < n:
+            acc0 = C[row_err, 0] * K[0, j]
+            for i in range(1, n_stages):
+                acc0 += C[row_err, i] * K[i, j]
+            total += scaled_error_squared(
+                (h * acc0).real, y[j].real, y_new[j].real, atol[j], rtol
+            )
+        return math.sqrt(total / n)
+
+    def extra_stages(t, h):
+        """The stages used only by the dense output."""
+        for stage in range(n_stages, s_total):
+            combine(stage, stage, h, TO_STAGE, 0)
+            rhs(t + C[row_c, stage] * h, y_stage, p, K[stage])
+
+    if istate[st.I_STARTED] == 0:
+        istate[st.I_STARTED] = 1
+        fstate[st.F_T] = t0
+        fstate[st.F_ERR_PREVIOUS] = 1.0
+        rhs(t0, y, p, K[0])
+        istate[st.I_NFEV] += 1
+        istate[st.I_K0_VALID] = 1
+        if save_every_step:
+            t_out[0] = t0
+            for j in range(n):
+                y_out[0, j] = y[j]
+            istate[st.I_N_OUT] = 1
+        finite = True
+        for j in range(n):
+            if not (np.isfinite(K[0, j].real) and np.isfinite(y[j].real)):
+                finite = False
+        if not finite:
+            fstate[st.F_H] = 0.0
+            istate[st.I_STATUS] = st.NON_FINITE
+            return st.NON_FINITE
+        if not adaptive:
+            h = dt_fixed
+        elif fopts[st.O_FIRST_STEP] > 0.0:
+            h = fopts[st.O_FIRST_STEP]
+        else:
+            h = initial_step(
+                rhs, t0, y, K[0], p, direction, order, atol, rtol, max_step,
+                abs(t_end - t0), y_stage, y_new,
+            )
+            istate[st.I_NFEV] += 1
+        fstate[st.F_H] = h
+
+    t = fstate[st.F_T]
+    h_abs = abs(fstate[st.F_H])
+    err_previous = fstate[st.F_ERR_PREVIOUS]
+    history = pi_history(err_previous, error_order)
+    status = istate[st.I_STATUS]
+    n_out = istate[st.I_N_OUT]
+    n_accepted = istate[st.I_N_ACCEPTED]
+    n_rejected = istate[st.I_N_REJECTED]
+    nfev = istate[st.I_NFEV]
+    k0_valid = istate[st.I_K0_VALID] != 0
+    n_dense_steps = istate[st.I_N_DENSE]
+    stiff_count = istate[st.I_STIFF_COUNT]
+    nonstiff_count = istate[st.I_NONSTIFF_COUNT]
+    last_reject_nonfinite = istate[st.I_LAST_REJECT_NONFINITE] != 0
+    previous_rejected = istate[st.I_PREVIOUS_REJECTED] != 0
+    stiffness_detected = istate[st.I_STIFFNESS_DETECTED] != 0
+    t_stiff = fstate[st.F_T_STIFF]
+
+    while direction * (t_end - t) > 0.0:
+        if n_accepted + n_rejected >= max_steps:
+            status = st.MAX_STEPS
+            break
+        if save_every_step and n_out >= cap_out:
+            status = st.OUTPUT_FULL
+            break
+        if store_dense and n_dense_steps >= cap_dense:
+            status = st.DENSE_FULL
+            break
+        if not k0_valid:
+            rhs(t, y, p, K[0])
+            nfev += 1
+            k0_valid = True
+
+        if adaptive:
+            h_abs = min(h_abs, max_step)
+            remaining = abs(t_end - t)
+            # Land on t_end exactly; the 1e-10 slack avoids a last step of rounding size.
+            if h_abs >= remaining * (1.0 - 1e-10):
+                h_abs = remaining
+                t_new = t_end
+            else:
+                t_new = t + direction * h_abs
+            min_step = 10.0 * 2.220446049250313e-16 * max(abs(t), abs(t_new))
+            if h_abs < min_step:
+                if last_reject_nonfinite:
+                    status = st.NON_FINITE
+                else:
+                    status = st.STEP_TOO_SMALL
+                break
+        else:
+            # Fixed steps end at t0 + k * dt rather than at a running sum of dt, whose
+            # rounding would accumulate: n steps of (t_end - t0) / n then end on t_end
+            # instead of leaving a last step of rounding size.
+            dt_step = min(dt_fixed, max_step)
+            t_new = t0 + direction * ((n_accepted + 1) * dt_step)
+            slack = 1e-10 * dt_step + 10.0 * 2.220446049250313e-16 * max(abs(t_new), abs(t_end))
+            if direction * (t_end - t_new) <= slack:
+                t_new = t_end
+            h_abs = abs(t_new - t)
+        h = t_new - t
+
+        for stage in range(1, n_stages):
+            combine(stage, stage, h, TO_STAGE, 0)
+            rhs(t + C[row_c, stage] * h, y_stage, p, K[stage])
+        nfev += n_stages - 1
+        if fsal:
+            # the last stage was evaluated at the new solution
+            for j in range(n):
+                y_new[j] = y_stage[j]
+        else:
+            combine(row_b, n_stages, h, TO_NEW, 0)
+
+        if adaptive:
+            err_norm = error_norm(h)
+            if not np.isfinite(err_norm):
+                n_rejected += 1
+                last_reject_nonfinite = True
+                previous_rejected = True
+                h_abs *= FACTOR_NON_FINITE
+                continue
+            if err_norm > 1.0:
+                n_rejected += 1
+                last_reject_nonfinite = False
+                previous_rejected = True
+                h_abs *= reject_step_factor(err_norm, error_order)
+                continue
+            factor = pi_step_factor_from_history(
+                err_norm, history, error_order, previous_rejected
+            )
+            err_previous = max(err_norm, 1e-4)
+            history = pi_history(err_previous, error_order)
+        else:
+            factor = 1.0
+            finite = True
+            for j in range(n):
+                if not np.isfinite(y_new[j].real):
+                    finite = False
+                if fsal and not np.isfinite(K[n_stages - 1, j].real):
+                    finite = False
+            if not finite:
+                status = st.NON_FINITE
+                break
+
+        # accepted
+        n_accepted += 1
+        previous_rejected = False
+        last_reject_nonfinite = False
+        n_used = n_stages
+        if stiff_i >= 0 and adaptive and (n_accepted % 10 == 0 or stiff_count > 0):
+            if _stiffness_h_lambda(K, tab, stiff_i, stiff_j) > STIFF_H_LAMBDA:
+                nonstiff_count = 0
+                stiff_count += 1
+                if stiff_count >= STIFF_STEPS:
+                    stiffness_detected = True
+                    t_stiff = t
+            else:
+                nonstiff_count += 1
+                if nonstiff_count >= NONSTIFF_STEPS:
+                    stiff_count = 0
+
+        if save_every_step:
+            t_out[n_out] = t_new
+            for j in range(n):
+                y_out[n_out, j] = y_new[j]
+            n_out += 1
+        else:
+            while n_out < n_eval and direction * (t_eval[n_out] - t_new) <= 0.0:
+                te = t_eval[n_out]
+                if te == t_new:
+                    for j in range(n):
+                        y_out[n_out, j] = y_new[j]
+                else:
+                    if n_used < s_total:
+                        extra_stages(t, h)
+                        nfev += s_total - n_stages
+                        n_used = s_total
+                    # weights[i] = sum_m dense[i, m] * theta**(m + 1) by Horner, two
+                    # stages at a time
+                    theta = (te - t) / h
+                    i = 0
+                    while i + 1 < n_used:
+                        w0 = 0.0
+                        w1 = 0.0
+                        for m in range(n_dense):
+                            w0 = (w0 + C[row_dense + m, i]) * theta
+                            w1 = (w1 + C[row_dense + m, i + 1]) * theta
+                        C[row_w, i] = w0
+                        C[row_w, i + 1] = w1
+                        i += 2
+                    if i < n_used:
+                        w0 = 0.0
+                        for m in range(n_dense):
+                            w0 = (w0 + C[row_dense + m, i]) * theta
+                        C[row_w, i] = w0
+                    combine(row_w, n_used, h, TO_OUTPUT, n_out)
+                t_out[n_out] = te
+                n_out += 1
+
+        if store_dense:
+            if n_used < s_total:
+                extra_stages(t, h)
+                nfev += s_total - n_stages
+                n_used = s_total
+            d = n_dense_steps
+            dense_t[d] = t
+            dense_h[d] = h
+            for j in range(n):
+                dense_y[d, j] = y[j]
+            for i in range(s_total):
+                for j in range(n):
+                    dense_k[d, i, j] = K[i, j]
+            n_dense_steps = d + 1
+
+        t = t_new
+        for j in range(n):
+            y[j] = y_new[j]
+        if fsal:
+            for j in range(n):
+                K[0, j] = K[n_stages - 1, j]
+        else:
+            k0_valid = False
+        if adaptive:
+            h_abs = h_abs * factor
+
+    istate[st.I_N_OUT] = n_out
+    istate[st.I_N_ACCEPTED] = n_accepted
+    istate[st.I_N_REJECTED] = n_rejected
+    istate[st.I_NFEV] = nfev
+    istate[st.I_K0_VALID] = 1 if k0_valid else 0
+    istate[st.I_N_DENSE] = n_dense_steps
+    istate[st.I_STIFF_COUNT] = stiff_count
+    istate[st.I_NONSTIFF_COUNT] = nonstiff_count
+    istate[st.I_LAST_REJECT_NONFINITE] = 1 if last_reject_nonfinite else 0
+    istate[st.I_PREVIOUS_REJECTED] = 1 if previous_rejected else 0
+    istate[st.I_STIFFNESS_DETECTED] = 1 if stiffness_detected else 0
+    fstate[st.F_T_STIFF] = t_stiff
+    fstate[st.F_T] = t
+    fstate[st.F_H] = direction * h_abs
+    fstate[st.F_ERR_PREVIOUS] = err_previous
+    if direction * (t_end - t) <= 0.0 and status > 0:
+        status = st.SUCCESS
+    istate[st.I_STATUS] = status
+    return status
+
+
+@njit(cache=True, error_model="numpy")
+def evaluate_dense(t_query, dense_t, dense_h, dense_y, dense_k, dense, out):
+    """Evaluate a stored dense output at the times ``t_query``; ``out`` is ``(m, n)``.
+
+    Each query finds its step by binary search over the step start times, which are
+    monotone in the direction of integration.
+    """
+    n_steps = dense_t.shape[0]
+    s_total = dense_k.shape[1]
+    n = dense_k.shape[2]
+    n_dense = dense.shape[1]
+    weights = np.empty(s_total)
+    forward = dense_h[0] > 0.0
+    for q in range(t_query.shape[0]):
+        tq = t_query[q]
+        lo = 0
+        hi = n_steps - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (dense_t[mid] <= tq) if forward else (dense_t[mid] >= tq):
+                lo = mid
+            else:
+                hi = mid - 1
+        h = dense_h[lo]
+        theta = (tq - dense_t[lo]) / h
+        for i in range(s_total):
+            acc = 0.0
+            for m in range(n_dense - 1, -1, -1):
+                acc = (acc + dense[i, m]) * theta
+            weights[i] = acc
+        for j in range(n):
+            acc = 0.0 * dense_y[lo, j]
+            for i in range(s_total):
+                acc += weights[i] * dense_k[lo, i, j]
+            out[q, j] = dense_y[lo, j] + h * acc
