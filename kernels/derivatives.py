@@ -75,3 +75,10 @@ def jacobians_central(address, t, y, p, jac_y, jac_p):
         pw[col] = p[col]
         for row in range(n):
             jac_p[row, col] = (f_plus[row] - f_minus[row]) / (2.0 * step)
+
+
+@njit(cache=True)
+def evaluate_model(address, t, y, p, out):
+    """Call the model at ``address`` once (used by the model check from Python)."""
+    rhs = as_rhs(address, y)
+    rhs(t, y, p, out)

@@ -25,7 +25,11 @@ from numba import cfunc, njit
 from numba.core.errors import NumbaError
 
 from paramest.errors import ComplexStepWarning, ModelError
-from paramest.kernels.derivatives import jacobians_central, jacobians_complex_step
+from paramest.kernels.derivatives import (
+    evaluate_model,
+    jacobians_central,
+    jacobians_complex_step,
+)
 from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_F64
 
 __all__ = ["CompiledModel", "compile_model"]
@@ -191,6 +195,61 @@ def _check_output(arg_name, py_func, checked, t0, y0, p, out, where):
     )
 
 
+#: entries past the end of each array that the model check watches
+_GUARD = 32
+
+
+def _guarded_call(address, t0, y0, p, output_fill, guard_fill):
+    """Call the model on views of padded buffers; return the whole padded output buffer."""
+    n, n_p = y0.shape[0], p.shape[0]
+    y_buffer = np.full(n + _GUARD, guard_fill)
+    y_buffer[:n] = y0
+    p_buffer = np.full(n_p + _GUARD, guard_fill)
+    p_buffer[:n_p] = p
+    out_buffer = np.full(n + _GUARD, guard_fill)
+    out_buffer[:n] = output_fill
+    evaluate_model(address, t0, y_buffer[:n], p_buffer[:n_p], out_buffer[:n])
+    return out_buffer
+
+
+def _check_model_output(py_func, address, t0, y0, p):
+    """Run the compiled model at y0 and check its output.
+
+    The arrays it receives are views of larger buffers: writing past the end of ``dydt``
+    alters the padding, and reading past the end of ``y`` or ``p`` makes the output depend
+    on the padding's value. Only when either is seen is a bounds-checked version compiled,
+    to give Numba's precise error; a correct model costs no extra compilation.
+    """
+    n = y0.shape[0]
+    huge = 1.5e300
+    first = _guarded_call(address, t0, y0, p, np.nan, np.nan)  # padding NaN, output NaN
+    second = _guarded_call(address, t0, y0, p, 0.0, huge)  # padding huge, output 0
+    third = _guarded_call(address, t0, y0, p, 0.0, np.nan)  # padding NaN, output 0
+    wrote_past_end = not (np.all(np.isnan(first[n:])) and np.all(second[n:] == huge))
+    same = (second[:n] == third[:n]) | (np.isnan(second[:n]) & np.isnan(third[:n]))
+    if wrote_past_end or not np.all(same):
+        checked = _compile(njit, _renamed(py_func, "__checked"), boundscheck=True)
+        _call_checked(checked, "fun", py_func, (t0, y0.copy(), p.copy(), np.empty(n)))
+        raise ModelError(  # out of bounds beyond what the bounds-checked call exercised
+            f"`fun` ({_name(py_func)}) wrote or read past the end of an array: its output "
+            "depends on memory outside y, p or dydt. Check the indices it uses against the "
+            f"sizes it receives (y: {n}, p: {p.shape[0]}, output: ({n},))."
+        )
+    output = first[:n]
+    if np.all(np.isfinite(output)):
+        return
+    bad = int(np.argwhere(~np.isfinite(output))[0, 0])
+    if np.isnan(output[bad]) and np.isfinite(third[bad]):
+        raise ModelError(
+            f"`fun` ({_name(py_func)}) did not assign out[{bad}]: every entry of its output "
+            "array must be written on every call (it is not zeroed beforehand)."
+        )
+    raise ModelError(
+        f"`fun` ({_name(py_func)}) returned a non-finite value out[{bad}] = {output[bad]} "
+        f"at t={t0}, y=y0. Check the model and the initial values."
+    )
+
+
 def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     """Compile ``fun`` (and optional user Jacobians) and run the model check.
 
@@ -240,14 +299,12 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     n, n_p = y0.shape[0], p.shape[0]
     keep_alive = []
 
-    checked = _compile(njit, _renamed(py_func, "__checked"), boundscheck=True)
-    _check_output("fun", py_func, checked, t0, y0, p, np.empty(n), f"t={t0}, y=y0")
-
     try:
         real = _compile(cfunc, py_func, sig=RHS_SIG_F64)
-    except NumbaError as exc:  # pragma: no cover - the checked compile fails first
+    except NumbaError as exc:
         raise _compile_error("fun", py_func, exc) from None
     keep_alive.append(real)
+    _check_model_output(py_func, real.address, t0, y0, p)
 
     model = CompiledModel()
     model.fun = fun
