@@ -58,6 +58,11 @@ def uses_sign(t, y, p, dydt):
     dydt[1] = -y[1]
 
 
+def uses_conj(t, y, p, dydt):
+    dydt[0] = -p[0] * np.conj(y[0])
+    dydt[1] = -y[1]
+
+
 def complex_safe_branches(t, y, p, dydt):
     # abs written the complex-step-safe way
     dydt[0] = -p[0] * (y[0] if y[0].real >= 0 else -y[0])
@@ -190,7 +195,7 @@ def test_model_error_is_a_value_error():
     assert issubclass(ModelError, ValueError)
 
 
-@pytest.mark.parametrize("fun", [uses_abs, uses_sign])
+@pytest.mark.parametrize("fun", [uses_abs, uses_sign, uses_conj])
 def test_complex_step_unsafe_model_warns_but_works(fun):
     with pytest.warns(ComplexStepWarning, match="not complex-step safe.*df/dy"):
         problem = pe.ODEProblem(fun, Y0, (0, 1), P)
