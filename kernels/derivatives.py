@@ -10,7 +10,7 @@ not complex-step safe (``abs``, ``sign``, ``conj`` on the state) and as a test o
 import numpy as np
 from numba import njit
 
-from .fnptr import as_rhs
+from .fnptr import as_rhs, as_rhs_complex_time
 
 #: complex-step size: far below any perturbation that could change the real part
 COMPLEX_STEP = 1e-30
@@ -44,21 +44,47 @@ def jacobians_complex_step(address_complex, t, y, p, jac_y, jac_p):
             jac_p[row, col] = out[row].imag / COMPLEX_STEP
 
 
+#: ``eps ** (1/3)``
+CENTRAL_BASE_STEP = 6.055454452393343e-06
+
+
+@njit(cache=True, inline="always")
+def central_step(x, floor):
+    """Central-difference step for a variable of value ``x`` whose scale is at least
+    ``floor`` (an exact zero with a zero floor gets ``eps**(1/3)``)."""
+    scale = max(abs(x), floor)
+    return CENTRAL_BASE_STEP * (scale if scale > 0.0 else 1.0)
+
+
+@njit(cache=True, inline="always")
+def state_scale_floor(y):
+    """``1e-3 * max|y|``: below this a state counts as small on the scale of the others."""
+    largest = 0.0
+    for i in range(y.shape[0]):
+        largest = max(largest, abs(y[i]))
+    return 1e-3 * largest
+
+
 @njit(cache=True)
 def jacobians_central(address, t, y, p, jac_y, jac_p):
-    """Fill ``jac_y`` and ``jac_p`` by central differences with steps scaled to each
-    variable (``eps**(1/3) * max(1, |x|)``, the step that balances truncation and
-    rounding error for a second-order formula)."""
+    """Fill ``jac_y`` and ``jac_p`` by central differences.
+
+    Steps are ``eps**(1/3)`` (the step that balances truncation and rounding error of a
+    second-order formula) times a scale per variable: ``|p_k|`` for a parameter, so that a
+    small rate constant (``p = 1e-6``) is not stepped out of its domain, and
+    ``max(|y_i|, 1e-3 * max|y|)`` for a state, so that a state that is tiny but not zero
+    (``3.7e-33``) is not stepped by a difference that rounds away.
+    """
     rhs = as_rhs(address, y)
     n = y.shape[0]
     n_p = p.shape[0]
+    floor = state_scale_floor(y)
     yw = y.copy()
     pw = p.copy()
     f_plus = np.empty(n)
     f_minus = np.empty(n)
-    base = 6.055454452393343e-06  # eps ** (1/3)
     for col in range(n):
-        step = base * max(1.0, abs(y[col]))
+        step = central_step(y[col], floor)
         yw[col] = y[col] + step
         rhs(t, yw, pw, f_plus)
         yw[col] = y[col] - step
@@ -67,7 +93,7 @@ def jacobians_central(address, t, y, p, jac_y, jac_p):
         for row in range(n):
             jac_y[row, col] = (f_plus[row] - f_minus[row]) / (2.0 * step)
     for col in range(n_p):
-        step = base * max(1.0, abs(p[col]))
+        step = central_step(p[col], 0.0)
         pw[col] = p[col] + step
         rhs(t, yw, pw, f_plus)
         pw[col] = p[col] - step
@@ -82,3 +108,34 @@ def evaluate_model(address, t, y, p, out):
     """Call the model at ``address`` once (used by the model check from Python)."""
     rhs = as_rhs(address, y)
     rhs(t, y, p, out)
+
+
+@njit(cache=True)
+def time_derivative_complex_step(address_complex_time, t, y, p, out):
+    """``df/dt`` by the complex step in ``t``, with the model compiled for complex ``t``."""
+    rhs = as_rhs_complex_time(address_complex_time)
+    n = y.shape[0]
+    yc = np.empty(n, dtype=np.complex128)
+    pc = np.empty(p.shape[0], dtype=np.complex128)
+    values = np.empty(n, dtype=np.complex128)
+    for i in range(n):
+        yc[i] = y[i]
+    for i in range(p.shape[0]):
+        pc[i] = p[i]
+    rhs(t + 1j * COMPLEX_STEP, yc, pc, values)
+    for i in range(n):
+        out[i] = values[i].imag / COMPLEX_STEP
+
+
+@njit(cache=True)
+def time_derivative_central(address, t, y, p, out):
+    """``df/dt`` by central differences (step ``eps**(1/3) * max(1, |t|)``)."""
+    rhs = as_rhs(address, y)
+    n = y.shape[0]
+    f_plus = np.empty(n)
+    f_minus = np.empty(n)
+    step = 6.055454452393343e-06 * max(1.0, abs(t))
+    rhs(t + step, y, p, f_plus)
+    rhs(t - step, y, p, f_minus)
+    for i in range(n):
+        out[i] = (f_plus[i] - f_minus[i]) / (2.0 * step)

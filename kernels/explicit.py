@@ -208,6 +208,7 @@ def integrate(
     max_steps = iopts[st.IO_MAX_STEPS]
     save_every_step = iopts[st.IO_SAVE_EVERY_STEP] != 0
     store_dense = iopts[st.IO_STORE_DENSE] != 0
+    switch_when_stiff = iopts[st.IO_SWITCH] != 0
     direction = 1.0 if t_end > t0 else -1.0
     n_eval = t_eval.shape[0]
     cap_out = t_out.shape[0]
@@ -428,6 +429,7 @@ def integrate(
         previous_rejected = False
         last_reject_nonfinite = False
         n_used = n_stages
+        switch_now = False
         if stiff_i >= 0 and adaptive and (n_accepted % 10 == 0 or stiff_count > 0):
             if _stiffness_h_lambda(K, tab, stiff_i, stiff_j) > STIFF_H_LAMBDA:
                 nonstiff_count = 0
@@ -435,6 +437,7 @@ def integrate(
                 if stiff_count >= STIFF_STEPS:
                     stiffness_detected = True
                     t_stiff = t
+                    switch_now = switch_when_stiff
             else:
                 nonstiff_count += 1
                 if nonstiff_count >= NONSTIFF_STEPS:
@@ -503,6 +506,9 @@ def integrate(
             k0_valid = False
         if adaptive:
             h_abs = h_abs * factor
+        if switch_now:
+            status = st.SWITCH_TO_STIFF
+            break
 
     istate[st.I_N_OUT] = n_out
     istate[st.I_N_ACCEPTED] = n_accepted

@@ -25,6 +25,12 @@ RHS_SIG_F64 = types.void(
 RHS_SIG_C128 = types.void(
     types.float64, types.complex128[::1], types.complex128[::1], types.complex128[::1]
 )
+#: ``fun(t, y, p, dydt)`` with a complex time as well: the complex step in ``t`` gives
+#: ``df/dt`` for the Rosenbrock methods. Compiled only for those, since models that use
+#: ``math`` functions of ``t`` do not compile for it (they fall back to differences in t).
+RHS_SIG_C128_T = types.void(
+    types.complex128, types.complex128[::1], types.complex128[::1], types.complex128[::1]
+)
 #: ``jac(t, y, p, J)``: dense 2-D output, real only (user Jacobians are not complex-stepped).
 JAC_SIG_F64 = types.void(
     types.float64, types.float64[::1], types.float64[::1], types.float64[:, ::1]
@@ -32,6 +38,7 @@ JAC_SIG_F64 = types.void(
 
 _RHS_F64 = types.FunctionType(RHS_SIG_F64)
 _RHS_C128 = types.FunctionType(RHS_SIG_C128)
+_RHS_C128_T = types.FunctionType(RHS_SIG_C128_T)
 _JAC_F64 = types.FunctionType(JAC_SIG_F64)
 
 
@@ -64,3 +71,11 @@ def as_jac(typingctx, address):
     if not isinstance(address, types.Integer):
         return None
     return _JAC_F64(address), _function_from_address(_JAC_F64)
+
+
+@intrinsic
+def as_rhs_complex_time(typingctx, address):
+    """Return the model at ``address`` compiled with complex ``t``, ``y`` and ``p``."""
+    if not isinstance(address, types.Integer):
+        return None
+    return _RHS_C128_T(address), _function_from_address(_RHS_C128_T)

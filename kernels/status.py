@@ -8,11 +8,19 @@ SUCCESS = 0
 MAX_STEPS = -1
 STEP_TOO_SMALL = -2
 NON_FINITE = -3
+#: the iteration matrix ``I/(h*gamma) - J`` of a Rosenbrock method stayed singular
+SINGULAR_MATRIX = -4
+#: the Jacobian ``df/dy`` (or ``df/dt``) had a NaN or inf entry
+JACOBIAN_NON_FINITE = -5
 
 #: the every-step output buffer is full: the driver grows it and resumes the kernel
 OUTPUT_FULL = 1
 #: the dense-output store is full: the driver grows it and resumes the kernel
 DENSE_FULL = 2
+#: ``method="auto"``: the explicit method found the problem stiff; switch to a stiff method
+SWITCH_TO_STIFF = 3
+#: ``method="auto"``: the stiff method found the problem no longer stiff; switch back
+SWITCH_TO_NONSTIFF = 4
 
 # Layout of the integer state record (``istate``) every integrator shares.
 I_STATUS = 0
@@ -28,7 +36,10 @@ I_NONSTIFF_COUNT = 9
 I_LAST_REJECT_NONFINITE = 10
 I_PREVIOUS_REJECTED = 11
 I_STIFFNESS_DETECTED = 12
-I_SIZE = 13
+I_NJEV = 13
+I_NLU = 14
+I_JAC_VALID = 15
+I_SIZE = 16
 
 # Layout of the float state record (``fstate``).
 F_T = 0
@@ -50,4 +61,20 @@ O_SIZE = 6
 IO_MAX_STEPS = 0
 IO_SAVE_EVERY_STEP = 1
 IO_STORE_DENSE = 2
-IO_SIZE = 3
+#: ``method="auto"``: return ``SWITCH_TO_STIFF`` / ``SWITCH_TO_NONSTIFF`` when the
+#: stiffness test says so, instead of carrying on
+IO_SWITCH = 3
+#: how a Rosenbrock method gets ``df/dy``: ``JAC_*`` below
+IO_JAC_MODE = 4
+#: how a Rosenbrock method gets ``df/dt``: ``TIME_DERIVATIVE_*`` below
+IO_TIME_MODE = 5
+IO_SIZE = 6
+
+# ``IO_JAC_MODE`` values
+JAC_COMPLEX_STEP = 0
+JAC_USER = 1
+JAC_CENTRAL = 2
+
+# ``IO_TIME_MODE`` values
+TIME_DERIVATIVE_COMPLEX_STEP = 0
+TIME_DERIVATIVE_CENTRAL = 1

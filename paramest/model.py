@@ -6,6 +6,8 @@ A model is a plain function ``fun(t, y, p, dydt)`` that writes ``dy/dt`` into ``
 - a float64 ``cfunc`` whose address the integrators call (compiled once, cached on disk
   next to the user's source file, so a new process loads it in milliseconds);
 - a complex128 ``cfunc`` for complex-step derivatives;
+- on first use by a stiff (Rosenbrock) method, a ``cfunc`` with complex ``t`` as well, for
+  the complex-step ``df/dt`` (:meth:`CompiledModel.time_derivative_address`);
 - a bounds-checked float64 version used only by the model check, so that writing or
   reading past the end of ``dydt``, ``y`` or ``p`` becomes an error here rather than
   silent memory corruption inside a solve.
@@ -29,8 +31,10 @@ from paramest.kernels.derivatives import (
     evaluate_model,
     jacobians_central,
     jacobians_complex_step,
+    time_derivative_central,
+    time_derivative_complex_step,
 )
-from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_F64
+from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_C128_T, RHS_SIG_F64
 
 __all__ = ["CompiledModel", "compile_model"]
 
@@ -58,6 +62,9 @@ class CompiledModel:
         Why not, when ``complex_step_safe`` is False.
     jac_address, jac_p_address : int
         Addresses of the user's ``jac`` / ``jac_p`` (0 when not given).
+    central_jacobian_warned : bool
+        Whether a stiff solve has already warned that its Jacobians come from finite
+        differences (the warning is given once per model).
     """
 
     __slots__ = (
@@ -70,8 +77,43 @@ class CompiledModel:
         "complex_step_problem",
         "jac_address",
         "jac_p_address",
+        "central_jacobian_warned",
+        "_py_func",
+        "_time_address",
         "_keep_alive",
     )
+
+    def time_derivative_address(self, t, y, p):
+        """Address of the model compiled with complex ``t``, ``y`` and ``p``, whose complex
+        step in ``t`` gives ``df/dt`` exactly; 0 when it cannot be used, and ``df/dt``
+        then comes from central differences.
+
+        Compiled on first call (cached on disk like the other versions) and checked once
+        against central differences at ``(t, y, p)``. Models that apply ``math``
+        functions to ``t`` (``math.sin(t)``) do not compile for a complex ``t``; NumPy's
+        (``np.sin(t)``) do.
+        """
+        if self._time_address is None:
+            self._time_address = self._compile_time_derivative(t, y, p)
+        return self._time_address
+
+    def _compile_time_derivative(self, t, y, p):
+        if not self.complex_step_safe:
+            return 0
+        try:
+            compiled = _compile(cfunc, self._py_func, sig=RHS_SIG_C128_T)
+        except NumbaError:
+            return 0
+        y = np.array(y, dtype=np.float64)  # writable copies: the kernels take plain arrays
+        p = np.array(p, dtype=np.float64)
+        complex_step = np.empty(self.n_states)
+        central = np.empty(self.n_states)
+        time_derivative_complex_step(compiled.address, t, y, p, complex_step)
+        time_derivative_central(self.address, t, y, p, central)
+        if np.all(np.isfinite(central)) and _worst_mismatch(complex_step, central) is not None:
+            return 0
+        self._keep_alive = self._keep_alive + (compiled,)
+        return compiled.address
 
     def __repr__(self):
         return (
@@ -316,6 +358,9 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     model.complex_step_problem = None
     model.jac_address = 0
     model.jac_p_address = 0
+    model.central_jacobian_warned = False
+    model._py_func = py_func
+    model._time_address = None
 
     try:
         complex_version = _compile(cfunc, py_func, sig=RHS_SIG_C128)

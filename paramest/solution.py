@@ -34,9 +34,15 @@ class Solution(OptimizeResult):
         Accepted and rejected steps.
     method : str
         The method used.
+    njev, nlu : int
+        Jacobian evaluations and LU factorisations (Rosenbrock methods; 0 otherwise). A
+        complex-step Jacobian costs ``n_states + 1`` complex evaluations of the model,
+        which are not counted in ``nfev``.
+    switches : list of (float, str, str)
+        ``method="auto"``: each switch as ``(t, from_method, to_method)``.
     stiffness_detected : bool
         Whether the explicit method's stiffness test fired (its step size was limited by
-        stability rather than accuracy).
+        stability rather than accuracy), or ``"auto"`` switched to its stiff method.
     """
 
 
@@ -44,7 +50,8 @@ class DenseOutput:
     """The continuous solution of a solve, evaluated by each method's own interpolant.
 
     Call it with a time or an array of times inside the solved interval; it returns an
-    array of shape ``(n_states,)`` or ``(n_states, len(t))``.
+    array of shape ``(n_states,)`` or ``(n_states, len(t))``. After ``method="auto"``
+    switched methods, each stretch is interpolated by the method that solved it.
 
     Examples
     --------
@@ -56,20 +63,19 @@ class DenseOutput:
     0.606531
     """
 
-    def __init__(self, t_start, t_end, step_t, step_h, step_y, step_k, dense):
+    def __init__(self, t_start, t_end, segments):
         self.t_min = min(t_start, t_end)
         self.t_max = max(t_start, t_end)
         self.t_start = t_start
         self.t_end = t_end
-        self._step_t = step_t
-        self._step_h = step_h
-        self._step_y = step_y
-        self._step_k = step_k
-        self._dense = dense
+        # (step_t, step_h, step_y, step_k, dense) per method stretch, in solve order
+        self._segments = [segment for segment in segments if segment[0].shape[0]]
+        self._forward = t_end >= t_start
+        self._starts = np.array([segment[0][0] for segment in self._segments])
 
     @property
     def n_steps(self):
-        return self._step_t.shape[0]
+        return sum(segment[0].shape[0] for segment in self._segments)
 
     def __call__(self, t):
         t_array = np.asarray(t, dtype=np.float64)
@@ -81,13 +87,28 @@ class DenseOutput:
             raise ValueError(
                 f"`t` must lie inside the solved interval [{self.t_min}, {self.t_max}]"
             )
-        n = self._step_y.shape[1]
-        out = np.empty((queries.size, n), dtype=self._step_y.dtype)
-        if self.n_steps == 0:
+        if not self._segments:
             raise ValueError("the solve took no step: there is no dense output to evaluate")
-        evaluate_dense(
-            queries, self._step_t, self._step_h, self._step_y, self._step_k, self._dense, out
-        )
+        n = self._segments[0][2].shape[1]
+        out = np.empty((queries.size, n), dtype=self._segments[0][2].dtype)
+        if len(self._segments) == 1:
+            which = np.zeros(queries.size, dtype=np.intp)
+        elif self._forward:
+            which = np.searchsorted(self._starts, queries, side="right") - 1
+        else:
+            which = np.searchsorted(-self._starts, -queries, side="right") - 1
+        np.maximum(which, 0, out=which)
+        for k, (step_t, step_h, step_y, step_k, dense) in enumerate(self._segments):
+            mask = which == k
+            if not mask.any():
+                continue
+            if mask.all():
+                evaluate_dense(queries, step_t, step_h, step_y, step_k, dense, out)
+                continue
+            part = np.empty((int(mask.sum()), n), dtype=out.dtype)
+            evaluate_dense(np.ascontiguousarray(queries[mask]), step_t, step_h, step_y,
+                           step_k, dense, part)
+            out[mask] = part
         return out[0] if scalar else out.T
 
     def __repr__(self):

@@ -3,11 +3,24 @@
 import math
 import numbers
 import operator
+import warnings
 
 import numpy as np
 
+from paramest.errors import ComplexStepWarning
 from paramest.kernels import status as st
 from paramest.kernels.explicit import integrate, pack_tableau
+from paramest.kernels.rosenbrock import (
+    A_JAC,
+    A_RHS,
+    A_RHS_COMPLEX,
+    A_RHS_COMPLEX_TIME,
+    A_SIZE,
+    MAX_SINGULAR,
+    integrate_rosenbrock,
+    pack_rosenbrock_tableau,
+)
+from paramest.kernels.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from paramest.kernels.tableaus import TABLEAUS
 from paramest.kernels.validation import (
     TIMES_NOT_FINITE,
@@ -23,23 +36,44 @@ __all__ = ["solve", "METHODS"]
 
 
 class _Method:
-    __slots__ = ("name", "tableau", "tab", "tab_info", "adaptive")
+    """A method as the driver needs it: its kernel and packed coefficients."""
 
-    def __init__(self, tableau):
-        self.name = tableau.name
+    __slots__ = ("name", "kind", "tableau", "tab", "tab_info", "adaptive", "s_total")
+
+    def __init__(self, name, kind, tableau):
+        self.name = name
+        self.kind = kind
         self.tableau = tableau
-        self.tab, self.tab_info = pack_tableau(tableau)
-        self.adaptive = tableau.adaptive
+        if kind == "explicit":
+            self.tab, self.tab_info = pack_tableau(tableau)
+            self.adaptive = tableau.adaptive
+            self.s_total = self.tab.shape[0]
+        elif kind == "rosenbrock":
+            self.tab, self.tab_info = pack_rosenbrock_tableau(tableau)
+            self.adaptive = True
+            self.s_total = self.tab.shape[0]
+        else:  # "auto": a pair of methods, see _AUTO_PAIR
+            self.tab = self.tab_info = None
+            self.adaptive = True
+            self.s_total = 0
 
+
+#: ``method="auto"`` starts with the first and switches to the second when the problem
+#: turns stiff (and back when it no longer is).
+_AUTO_PAIR = ("Tsit5", "Rodas5P")
 
 _METHOD_TABLE = {}
 for _tableau in TABLEAUS.values():
-    _entry = _Method(_tableau)
-    _METHOD_TABLE[_tableau.name] = _entry
-    _METHOD_TABLE[_tableau.name.lower()] = _entry
+    _METHOD_TABLE[_tableau.name] = _Method(_tableau.name, "explicit", _tableau)
+for _tableau in ROSENBROCK_TABLEAUS.values():
+    _METHOD_TABLE[_tableau.name] = _Method(_tableau.name, "rosenbrock", _tableau)
+_METHOD_TABLE["auto"] = _Method("auto", "auto", None)
+for _name in list(_METHOD_TABLE):
+    _METHOD_TABLE[_name.lower()] = _METHOD_TABLE[_name]
 
-#: The available methods: name -> tableau (order, embedded order, dense-output order, ...).
-METHODS = {name: tableau for name, tableau in TABLEAUS.items()}
+#: The available methods: name -> tableau (explicit Runge–Kutta or Rosenbrock; order,
+#: embedded order, dense-output order, ...). ``"auto"`` is not a tableau and not listed.
+METHODS = {**TABLEAUS, **ROSENBROCK_TABLEAUS}
 
 _EMPTY_1D = np.empty(0)
 _EMPTY_2D = np.empty((0, 0))
@@ -54,7 +88,7 @@ def _method_entry(method):
     if entry is None and isinstance(method, str):
         entry = _METHOD_TABLE.get(method.lower())
     if entry is None:
-        names = ", ".join(f"'{name}'" for name in TABLEAUS)
+        names = ", ".join(f"'{name}'" for name in ("auto", *METHODS))
         raise ValueError(f"`method` must be one of {names}; got {method!r}")
     return entry
 
@@ -130,7 +164,7 @@ def _check_t_eval(t_eval, t0, t1):
     return times
 
 
-def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff):
+def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_name):
     if code == st.SUCCESS:
         return _SUCCESS_MESSAGE
     stiff_hint = ""
@@ -138,7 +172,7 @@ def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff):
         stiff_hint = (
             f" The problem looks stiff (from t={t_stiff:.6g} the step size was limited by "
             "stability, not accuracy): explicit methods need very many tiny steps on it; "
-            "use a stiff (implicit or Rosenbrock) solver."
+            "use method='Rodas5P' (or 'auto', which switches by itself)."
         )
     if code == st.MAX_STEPS:
         return (
@@ -158,6 +192,21 @@ def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff):
             "solution may blow up there, or the model divides by zero or leaves its "
             "domain (log or sqrt of a negative value). Check the model and "
             "parameters." + stiff_hint
+        )
+    if code == st.SINGULAR_MATRIX:
+        return (
+            f"The iteration matrix I/(h*gamma) - J of {method_name} stayed singular at "
+            f"t={t:.6g}, even after halving the step {MAX_SINGULAR} times: the Jacobian "
+            "df/dy probably has huge entries there, or the model is degenerate (a "
+            "conservation law or algebraic constraint written so that J is singular for "
+            "every step size). Check the model near that t, or pass an exact `jac`."
+        )
+    if code == st.JACOBIAN_NON_FINITE:
+        return (
+            f"The Jacobian df/dy (or df/dt) of the model has a NaN or inf entry at "
+            f"t={t:.6g}: its derivative is not defined there (sqrt or a power below 1 at "
+            "zero, log of zero, division by a state that reached zero). Check the model "
+            "near that t; a user `jac` must return finite values."
         )
     return f"Unexpected solver status {code} at t={t:.6g}."  # pragma: no cover
 
@@ -188,6 +237,10 @@ def _validated_options(method, rtol, atol, first_step, max_step, max_steps, dens
             )
         dt_value = 0.0
     else:
+        if entry.kind == "auto":
+            raise ValueError(
+                "`dt` (fixed steps) cannot be combined with method='auto'; name a method"
+            )
         dt_value = _positive_number(dt, "dt")
     first = 0.0 if first_step is None else _positive_number(first_step, "first_step")
     if first > abs(t_end - t0):
@@ -216,13 +269,155 @@ def _validated_options(method, rtol, atol, first_step, max_step, max_steps, dens
         record[st.IO_MAX_STEPS] = max_steps
         record[st.IO_SAVE_EVERY_STEP] = save_every_step
         record[st.IO_STORE_DENSE] = bool(dense_output)
+        record[st.IO_SWITCH] = entry.kind == "auto"
+        record[st.IO_JAC_MODE] = st.JAC_COMPLEX_STEP
+        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_COMPLEX_STEP
         iopts.append(record)
     return entry, atol_vector, fopts, tuple(iopts)
 
 
+class _Run:
+    """The buffers of one solve, shared by every kernel call (and by both methods of
+    ``method="auto"``): outputs, the dense-output store, and the resumable state."""
+
+    __slots__ = (
+        "t_out", "y_out", "dense_t", "dense_h", "dense_y", "dense_k", "fstate", "istate",
+        "segments", "segment_start",
+    )
+
+
+def _dense_buffers(n, s_total, dense_output):
+    if not dense_output:
+        return _EMPTY_1D, _EMPTY_1D, _EMPTY_2D, _EMPTY_3D
+    d_cap = _FIRST_CAPACITY
+    return np.empty(d_cap), np.empty(d_cap), np.empty((d_cap, n)), np.empty((d_cap, s_total, n))
+
+
+def _rosenbrock_setup(model, y, params, t0, iopts):
+    """The model addresses and the option record for a Rosenbrock method: how ``df/dy``
+    and ``df/dt`` are obtained for this model."""
+    addresses = np.zeros(A_SIZE, dtype=np.int64)
+    addresses[A_RHS] = model.address
+    addresses[A_RHS_COMPLEX] = model.address_complex
+    addresses[A_JAC] = model.jac_address
+    addresses[A_RHS_COMPLEX_TIME] = model.time_derivative_address(t0, y, params)
+    record = iopts.copy()
+    if model.jac_address:
+        record[st.IO_JAC_MODE] = st.JAC_USER
+    elif model.complex_step_safe:
+        record[st.IO_JAC_MODE] = st.JAC_COMPLEX_STEP
+    else:
+        record[st.IO_JAC_MODE] = st.JAC_CENTRAL
+        if not model.central_jacobian_warned:
+            model.central_jacobian_warned = True
+            warnings.warn(
+                f"The stiff solver uses central-difference Jacobians for this model: it is "
+                f"not complex-step safe ({model.complex_step_problem}). They cost 2n "
+                "evaluations each and carry about 1e-10 relative error; pass `jac=` to "
+                "ODEProblem for exact ones. (Shown once per model.)",
+                ComplexStepWarning,
+                stacklevel=3,
+            )
+    record[st.IO_TIME_MODE] = (
+        st.TIME_DERIVATIVE_COMPLEX_STEP if addresses[A_RHS_COMPLEX_TIME]
+        else st.TIME_DERIVATIVE_CENTRAL
+    )
+    return addresses, record
+
+
+def _call_kernel(entry, model, addresses, y, params, atol, fopts, iopts, times, run, K):
+    if entry.kind == "explicit":
+        return integrate(
+            model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
+            times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k,
+            K, run.fstate, run.istate,
+        )
+    return integrate_rosenbrock(
+        addresses, y, params, atol, fopts, iopts, entry.tab, entry.tab_info, times,
+        run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k, K,
+        run.fstate, run.istate,
+    )
+
+
+def _close_segment(run, entry):
+    """Keep the dense steps taken so far by ``entry`` as one segment of the dense output."""
+    n_dense = int(run.istate[st.I_N_DENSE])
+    if n_dense:
+        run.segments.append((
+            run.dense_t[:n_dense], run.dense_h[:n_dense], run.dense_y[:n_dense],
+            run.dense_k[:n_dense], entry.tableau.dense,
+        ))
+    run.istate[st.I_N_DENSE] = 0
+
+
+def _drive(entry, model, y, params, atol, fopts, iopts, times, run, dense_output, t0):
+    """Call the kernel until it finishes or fails: grow buffers when asked, and for
+    ``method="auto"`` hand the solve between the explicit and the stiff method.
+
+    Returns ``(status, switches, njev/nlu-carrying entry used last)``.
+    """
+    n = y.shape[0]
+    switches = []
+    if entry.kind == "auto":
+        methods = [_METHOD_TABLE[_AUTO_PAIR[0]], _METHOD_TABLE[_AUTO_PAIR[1]]]
+        current = 0
+    else:
+        methods = [entry]
+        current = 0
+    active = methods[current]
+    addresses = None
+    rosenbrock_iopts = None
+    if active.kind == "rosenbrock":
+        addresses, rosenbrock_iopts = _rosenbrock_setup(model, y, params, t0, iopts)
+    K = np.empty((active.s_total, n))
+    run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+        n, active.s_total, dense_output
+    )
+    while True:
+        record = rosenbrock_iopts if active.kind == "rosenbrock" else iopts
+        code = _call_kernel(active, model, addresses, y, params, atol, fopts, record, times,
+                            run, K)
+        if code == st.OUTPUT_FULL:
+            capacity = 4 * run.t_out.shape[0]
+            run.t_out = _grow(run.t_out, capacity)
+            run.y_out = _grow(run.y_out, capacity)
+        elif code == st.DENSE_FULL:
+            d_cap = 4 * run.dense_t.shape[0]
+            run.dense_t = _grow(run.dense_t, d_cap)
+            run.dense_h = _grow(run.dense_h, d_cap)
+            run.dense_y = _grow(run.dense_y, d_cap)
+            run.dense_k = _grow(run.dense_k, d_cap)
+        elif code in (st.SWITCH_TO_STIFF, st.SWITCH_TO_NONSTIFF):
+            previous = active
+            current = 1 - current
+            active = methods[current]
+            switches.append((float(run.fstate[st.F_T]), previous.name, active.name))
+            if dense_output:
+                _close_segment(run, previous)
+                run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+                    n, active.s_total, True
+                )
+            if active.kind == "rosenbrock" and addresses is None:
+                addresses, rosenbrock_iopts = _rosenbrock_setup(model, y, params, t0, iopts)
+            K = np.empty((active.s_total, n))
+            # the new method starts afresh from the current (t, y, h)
+            istate = run.istate
+            istate[st.I_K0_VALID] = 0
+            istate[st.I_STIFF_COUNT] = 0
+            istate[st.I_NONSTIFF_COUNT] = 0
+            istate[st.I_PREVIOUS_REJECTED] = 0
+            istate[st.I_LAST_REJECT_NONFINITE] = 0
+            istate[st.I_STIFFNESS_DETECTED] = 0
+            run.fstate[st.F_ERR_PREVIOUS] = 1.0
+        else:
+            if dense_output:
+                _close_segment(run, active)
+            return code, switches, active
+
+
 def solve(
     problem,
-    method="Tsit5",
+    method="auto",
     t_eval=None,
     *,
     rtol=1e-6,
@@ -235,15 +430,21 @@ def solve(
     y0=None,
     dt=None,
 ):
-    """Solve an :class:`ODEProblem` with a compiled Runge–Kutta method.
+    """Solve an :class:`ODEProblem` with a compiled explicit Runge–Kutta or Rosenbrock
+    method.
 
     Parameters
     ----------
     problem : ODEProblem
-    method : str, default "Tsit5"
-        ``"Tsit5"``, ``"DP5"``, ``"BS3"``, ``"Vern7"`` (adaptive, with embedded error
-        estimates) or ``"RK4"``, ``"Euler"`` (fixed step, need ``dt``). Case-insensitive.
-        See :data:`METHODS` and the README's method table.
+    method : str, default "auto"
+        Case-insensitive. ``"auto"`` starts with Tsit5 and switches to Rodas5P while the
+        problem is stiff (``Solution.switches`` records when); on a non-stiff problem it
+        costs the same as Tsit5. Non-stiff problems: ``"Tsit5"``, ``"DP5"``, ``"BS3"``,
+        ``"Vern7"`` (adaptive explicit Runge–Kutta) or ``"RK4"``, ``"Euler"`` (fixed step,
+        need ``dt``). Stiff problems: ``"Rodas5P"``, ``"Rodas4"``, ``"Rosenbrock23"``
+        (Rosenbrock methods; Jacobians by the complex step, by the problem's ``jac``, or
+        by finite differences for models that are not complex-step safe). See
+        :data:`METHODS` and the README's method table for when to pick which.
     t_eval : array_like, optional
         Times at which to report the solution, sorted in the direction of integration and
         inside ``t_span``. Values come from the method's own interpolant, so the steps are
@@ -266,15 +467,17 @@ def solve(
     dt : float, optional
         Fixed step size. Required by ``"RK4"`` and ``"Euler"``; with an adaptive method it
         switches error control off and takes steps of ``dt`` (the last one shortened to end
-        on ``t_span[1]``).
+        on ``t_span[1]``). Not allowed with ``"auto"``.
 
     Returns
     -------
     Solution
         ``t``, ``y`` (shape ``(n_states, n_times)``), ``success``, ``status``,
-        ``message``, ``nfev``, ``n_accepted``, ``n_rejected``, ``sol``.
-        Solver failures (step-size underflow, ``max_steps``, non-finite values) are reported
-        through ``success=False``, a negative ``status`` and the ``message``, never raised.
+        ``message``, ``nfev``, ``njev``, ``nlu``, ``n_accepted``, ``n_rejected``,
+        ``switches``, ``sol``. Solver failures (step-size underflow, ``max_steps``,
+        non-finite values, a singular iteration matrix, a non-finite Jacobian) are
+        reported through ``success=False``, a negative ``status`` and the ``message``,
+        never raised.
 
     Raises
     ------
@@ -294,6 +497,17 @@ def solve(
     (True, (2, 5))
     >>> np.round(sol.y[:, -1], 5)
     array([1.02634, 0.90969])
+
+    A stiff problem (Robertson's chemical kinetics) with a Rosenbrock method:
+
+    >>> def robertson(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0] + p[2] * y[1] * y[2]
+    ...     dydt[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] ** 2
+    ...     dydt[2] = p[1] * y[1] ** 2
+    >>> stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e5), [0.04, 3e7, 1e4])
+    >>> sol = pe.solve(stiff, "Rodas5P", t_eval=[1e5], rtol=1e-8, atol=1e-12)
+    >>> sol.success, round(float(sol.y[0, -1]), 6)
+    (True, 0.017866)
     """
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
@@ -334,68 +548,72 @@ def solve(
     else:
         times = _check_t_eval(t_eval, t0, t_end)
         capacity = times.shape[0]
-    t_out = np.empty(capacity)
-    y_out = np.empty((capacity, n))
-    s_total = entry.tab.shape[0]
-    if dense_output:
-        d_cap = _FIRST_CAPACITY
-        dense_t = np.empty(d_cap)
-        dense_h = np.empty(d_cap)
-        dense_y = np.empty((d_cap, n))
-        dense_k = np.empty((d_cap, s_total, n))
-    else:
-        dense_t, dense_h, dense_y, dense_k = _EMPTY_1D, _EMPTY_1D, _EMPTY_2D, _EMPTY_3D
-    K = np.empty((s_total, n))
-    fstate = np.zeros(st.F_SIZE)
-    istate = np.zeros(st.I_SIZE, dtype=np.int64)
+    run = _Run()
+    run.t_out = np.empty(capacity)
+    run.y_out = np.empty((capacity, n))
+    run.fstate = np.zeros(st.F_SIZE)
+    run.istate = np.zeros(st.I_SIZE, dtype=np.int64)
+    run.segments = []
 
-    while True:
-        code = integrate(
-            model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
-            times, t_out, y_out, dense_t, dense_h, dense_y, dense_k, K, fstate, istate,
+    if entry.kind == "explicit":
+        # the common path, without the driver's bookkeeping for switches
+        run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+            n, entry.s_total, dense_output
         )
-        if code == st.OUTPUT_FULL:
-            capacity = 4 * t_out.shape[0]
-            t_out = _grow(t_out, capacity)
-            y_out = _grow(y_out, capacity)
-        elif code == st.DENSE_FULL:
-            d_cap = 4 * dense_t.shape[0]
-            dense_t = _grow(dense_t, d_cap)
-            dense_h = _grow(dense_h, d_cap)
-            dense_y = _grow(dense_y, d_cap)
-            dense_k = _grow(dense_k, d_cap)
-        else:
-            break
+        K = np.empty((entry.s_total, n))
+        while True:
+            code = integrate(
+                model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
+                times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
+                run.dense_k, K, run.fstate, run.istate,
+            )
+            if code == st.OUTPUT_FULL:
+                capacity = 4 * run.t_out.shape[0]
+                run.t_out = _grow(run.t_out, capacity)
+                run.y_out = _grow(run.y_out, capacity)
+            elif code == st.DENSE_FULL:
+                d_cap = 4 * run.dense_t.shape[0]
+                run.dense_t = _grow(run.dense_t, d_cap)
+                run.dense_h = _grow(run.dense_h, d_cap)
+                run.dense_y = _grow(run.dense_y, d_cap)
+                run.dense_k = _grow(run.dense_k, d_cap)
+            else:
+                break
+        if dense_output:
+            _close_segment(run, entry)
+        switches = []
+        last = entry
+    else:
+        code, switches, last = _drive(
+            entry, model, y, params, atol, fopts, iopts, times, run, dense_output, t0
+        )
 
     # one conversion to Python numbers instead of a NumPy scalar per field
-    ist = istate.tolist()
-    fst = fstate.tolist()
+    ist = run.istate.tolist()
+    fst = run.fstate.tolist()
     n_out = ist[st.I_N_OUT]
     t_reached = fst[st.F_T]
     stiffness_detected = ist[st.I_STIFFNESS_DETECTED] != 0
-    sol = None
-    if dense_output:
-        n_dense = ist[st.I_N_DENSE]
-        sol = DenseOutput(
-            t0, t_reached, dense_t[:n_dense], dense_h[:n_dense], dense_y[:n_dense],
-            dense_k[:n_dense], entry.tableau.dense,
-        )
+    sol = DenseOutput(t0, t_reached, run.segments) if dense_output else None
     return Solution(
-        t=t_out[:n_out],
-        y=y_out[:n_out].T,
+        t=run.t_out[:n_out],
+        y=run.y_out[:n_out].T,
         sol=sol,
         success=code == st.SUCCESS,
         status=code,
         message=_SUCCESS_MESSAGE if code == st.SUCCESS else _message(
-            code, t_reached, fst[st.F_H], t_end, int(iopts[st.IO_MAX_STEPS]), stiffness_detected,
-            fst[st.F_T_STIFF],
+            code, t_reached, fst[st.F_H], t_end, int(iopts[st.IO_MAX_STEPS]),
+            stiffness_detected, fst[st.F_T_STIFF], last.name,
         ),
         t_final=t_reached,
         nfev=ist[st.I_NFEV],
+        njev=ist[st.I_NJEV],
+        nlu=ist[st.I_NLU],
         n_accepted=ist[st.I_N_ACCEPTED],
         n_rejected=ist[st.I_N_REJECTED],
         method=entry.name,
-        stiffness_detected=stiffness_detected,
+        switches=switches,
+        stiffness_detected=stiffness_detected or bool(switches),
     )
 
 

@@ -231,3 +231,43 @@ def test_remake_shares_the_compiled_model():
     assert other.p[0] == 2.0 and other.t_span == (0.0, 3.0)
     with pytest.raises(ValueError, match="`p` must have 1 entries"):
         problem.remake(p=[1.0, 2.0])
+
+
+def stiff_scaled_van_der_pol(t, y, p, dydt):
+    dydt[0] = y[1]
+    dydt[1] = ((1.0 - y[0] * y[0]) * y[1] - y[0]) / p[0]
+
+
+def diffusion_chain(t, y, p, dydt):
+    n = y.shape[0]
+    for i in range(n):
+        left = y[i - 1] if i > 0 else 1.0
+        right = y[i + 1] if i < n - 1 else y[i]
+        dydt[i] = p[0] * (left - 2.0 * y[i] + right) - p[1] * y[i] * y[i]
+
+
+def diffusion_chain_jac(t, y, p, J):
+    n = y.shape[0]
+    for i in range(n):
+        for j in range(n):
+            J[i, j] = 0.0
+        J[i, i] = -2.0 * p[0] - 2.0 * p[1] * y[i]
+        if i > 0:
+            J[i, i - 1] = p[0]
+        if i < n - 1:
+            J[i, i + 1] = p[0]
+        else:
+            J[i, i] += p[0]
+
+
+def test_model_check_differences_respect_small_parameters_and_tiny_states():
+    """Regression: the check's finite differences once stepped p = 1e-6 by 6e-6 (and a
+    state of 3.7e-33 by 1e-38), reporting correct models as not complex-step safe and
+    rejecting correct user Jacobians."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vdp = pe.ODEProblem(stiff_scaled_van_der_pol, [2.0, 0.0], (0.0, 2.0), [1e-6])
+        y0 = np.cos(np.pi * np.linspace(0.0, 1.0, 9)) ** 2  # y0[4] = 3.7e-33
+        chain = pe.ODEProblem(diffusion_chain, y0, (0.0, 1.0), [2500.0, 10.0],
+                              jac=diffusion_chain_jac)
+    assert vdp.complex_step_safe and chain.complex_step_safe

@@ -44,7 +44,8 @@ def test_solution_is_an_optimize_result_with_scipy_layout(lv):
     assert isinstance(sol, OptimizeResult) and isinstance(sol, pe.Solution)
     assert sol.y.shape == (2, 101) and sol.t.shape == (101,)
     assert sol.success and sol.status == 0 and "successfully" in sol.message
-    assert sol.method == "Tsit5" and sol.sol is None
+    assert sol.method == "auto" and sol.sol is None and sol.switches == []
+    assert sol.njev == 0 and sol.nlu == 0  # the default never needed a Jacobian here
     assert sol.nfev > 0 and sol.n_accepted > 0 and sol.n_rejected >= 0
     assert sol.t_final == 10.0
     reference = lotka_volterra_reference(t_eval)
@@ -102,7 +103,7 @@ def test_backward_t_eval_must_decrease(lv):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        (dict(method="RK45"), ValueError, "`method` must be one of 'Tsit5'"),
+        (dict(method="RK45"), ValueError, "`method` must be one of 'auto', 'Tsit5'"),
         (dict(method=5), ValueError, "`method` must be one of"),
         (dict(rtol=0.0), ValueError, r"`rtol` must be in \(0, 1\)"),
         (dict(rtol=-1e-6), ValueError, "`rtol` must be in"),
@@ -113,8 +114,9 @@ def test_backward_t_eval_must_decrease(lv):
         (dict(atol=np.nan), ValueError, "`atol` must be a finite non-negative number"),
         (dict(method="RK4"), ValueError, "`dt` is required by the fixed-step method 'RK4'"),
         (dict(method="Euler"), ValueError, "`dt` is required by the fixed-step method 'Euler'"),
-        (dict(dt=0.0), ValueError, "`dt` must be a positive number"),
-        (dict(dt=np.inf), ValueError, "`dt` must be a positive number"),
+        (dict(method="Tsit5", dt=0.0), ValueError, "`dt` must be a positive number"),
+        (dict(method="Rodas5P", dt=np.inf), ValueError, "`dt` must be a positive number"),
+        (dict(dt=0.1), ValueError, "`dt` .fixed steps. cannot be combined with method='auto'"),
         (dict(first_step=-1.0), ValueError, "`first_step` must be a positive number"),
         (dict(first_step=11.0), ValueError, "`first_step` must not exceed"),
         (dict(max_step=0.0), ValueError, "`max_step` must be a positive number"),

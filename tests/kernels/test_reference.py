@@ -33,10 +33,11 @@ def linear_problem():
 def test_lotka_volterra_against_dop853(lv_problem, method):
     t_eval = np.linspace(0.0, 10.0, 101)
     reference = lotka_volterra_reference(t_eval)
-    rtol = 1e-9 if method == "BS3" else 1e-12  # a 3rd-order method at 1e-12 takes 1e5 steps
+    # Low orders at 1e-12 would take 1e5 steps; Rosenbrock23 propagates its 2nd-order
+    # solution under a 3rd-order estimate, so its global error is ~rtol**(2/3).
+    rtol, scale = {"BS3": (1e-9, 1e4), "Rosenbrock23": (1e-8, 1e4)}.get(method, (1e-12, 1e3))
     sol = pe.solve(lv_problem, method, t_eval=t_eval, rtol=rtol, atol=rtol)
     assert sol.success, sol.message
-    scale = 1e4 if method == "BS3" else 1e3
     assert np.max(np.abs(sol.y - reference)) < scale * rtol, np.max(np.abs(sol.y - reference))
     np.testing.assert_array_equal(sol.t, t_eval)
 
