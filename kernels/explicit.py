@@ -435,8 +435,9 @@ def integrate(
                 nonstiff_count = 0
                 stiff_count += 1
                 if stiff_count >= STIFF_STEPS:
+                    if not stiffness_detected:
+                        t_stiff = t  # the first time; the message reports it
                     stiffness_detected = True
-                    t_stiff = t
                     switch_now = switch_when_stiff
             else:
                 nonstiff_count += 1

@@ -78,3 +78,5 @@ JAC_CENTRAL = 2
 # ``IO_TIME_MODE`` values
 TIME_DERIVATIVE_COMPLEX_STEP = 0
 TIME_DERIVATIVE_CENTRAL = 1
+#: the model never reads ``t``: ``df/dt`` is exactly zero
+TIME_DERIVATIVE_ZERO = 2

@@ -17,6 +17,7 @@ complex-step Jacobian with central differences, which catches models that break 
 complex step without failing to compile (``abs``, ``np.sign``, ``conj`` on the state).
 """
 
+import dis
 import inspect
 import re
 import types
@@ -62,9 +63,15 @@ class CompiledModel:
         Why not, when ``complex_step_safe`` is False.
     jac_address, jac_p_address : int
         Addresses of the user's ``jac`` / ``jac_p`` (0 when not given).
+    autonomous : bool
+        Whether ``fun`` never reads its ``t`` argument (found from its bytecode), so that
+        ``df/dt`` is exactly zero and stiff solvers skip computing it.
     central_jacobian_warned : bool
         Whether a stiff solve has already warned that its Jacobians come from finite
         differences (the warning is given once per model).
+    stiff_setups : dict
+        The stiff solvers' per-model records (model addresses, derivative modes), per
+        option record.
     """
 
     __slots__ = (
@@ -77,7 +84,9 @@ class CompiledModel:
         "complex_step_problem",
         "jac_address",
         "jac_p_address",
+        "autonomous",
         "central_jacobian_warned",
+        "stiff_setups",
         "_py_func",
         "_time_address",
         "_keep_alive",
@@ -153,6 +162,20 @@ def _check_arity(py_func, arg_name, names):
             f"`{arg_name}` must take 4 arguments {arg_name}({names}); "
             f"it takes {len(positional)} ({listed})"
         )
+
+
+def _reads_first_argument(py_func):
+    """Whether any instruction of ``py_func`` (or a closure made inside it) refers to its
+    first argument; a model that never does is autonomous."""
+    code = py_func.__code__
+    name = code.co_varnames[0]
+    if name in code.co_cellvars:
+        return True
+    return any(
+        instruction.argval == name and instruction.opname != "STORE_FAST"
+        for instruction in dis.get_instructions(code)
+        if instruction.opname.startswith(("LOAD_", "DELETE_"))
+    )
 
 
 def _renamed(py_func, suffix):
@@ -358,7 +381,9 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     model.complex_step_problem = None
     model.jac_address = 0
     model.jac_p_address = 0
+    model.autonomous = not _reads_first_argument(py_func)
     model.central_jacobian_warned = False
+    model.stiff_setups = {}
     model._py_func = py_func
     model._time_address = None
 

@@ -295,12 +295,23 @@ def _dense_buffers(n, s_total, dense_output):
 
 def _rosenbrock_setup(model, y, params, t0, iopts):
     """The model addresses and the option record for a Rosenbrock method: how ``df/dy``
-    and ``df/dt`` are obtained for this model."""
+    and ``df/dt`` are obtained for this model. Kept on the model per option record, since
+    a fit calls this with the same options thousands of times."""
+    key = iopts.tobytes()
+    cached = model.stiff_setups.get(key)
+    if cached is None:
+        cached = _new_rosenbrock_setup(model, y, params, t0, iopts)
+        model.stiff_setups[key] = cached
+    return cached
+
+
+def _new_rosenbrock_setup(model, y, params, t0, iopts):
     addresses = np.zeros(A_SIZE, dtype=np.int64)
     addresses[A_RHS] = model.address
     addresses[A_RHS_COMPLEX] = model.address_complex
     addresses[A_JAC] = model.jac_address
-    addresses[A_RHS_COMPLEX_TIME] = model.time_derivative_address(t0, y, params)
+    if not model.autonomous:
+        addresses[A_RHS_COMPLEX_TIME] = model.time_derivative_address(t0, y, params)
     record = iopts.copy()
     if model.jac_address:
         record[st.IO_JAC_MODE] = st.JAC_USER
@@ -318,10 +329,12 @@ def _rosenbrock_setup(model, y, params, t0, iopts):
                 ComplexStepWarning,
                 stacklevel=3,
             )
-    record[st.IO_TIME_MODE] = (
-        st.TIME_DERIVATIVE_COMPLEX_STEP if addresses[A_RHS_COMPLEX_TIME]
-        else st.TIME_DERIVATIVE_CENTRAL
-    )
+    if model.autonomous:
+        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_ZERO
+    elif addresses[A_RHS_COMPLEX_TIME]:
+        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_COMPLEX_STEP
+    else:
+        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_CENTRAL
     return addresses, record
 
 
@@ -555,18 +568,28 @@ def solve(
     run.istate = np.zeros(st.I_SIZE, dtype=np.int64)
     run.segments = []
 
-    if entry.kind == "explicit":
-        # the common path, without the driver's bookkeeping for switches
+    if entry.kind != "auto":
+        # one method: the common path, without the driver's bookkeeping for switches
         run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
             n, entry.s_total, dense_output
         )
         K = np.empty((entry.s_total, n))
+        explicit = entry.kind == "explicit"
+        if not explicit:
+            addresses, iopts_stiff = _rosenbrock_setup(model, y, params, t0, iopts)
         while True:
-            code = integrate(
-                model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
-                times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
-                run.dense_k, K, run.fstate, run.istate,
-            )
+            if explicit:
+                code = integrate(
+                    model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
+                    times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
+                    run.dense_k, K, run.fstate, run.istate,
+                )
+            else:
+                code = integrate_rosenbrock(
+                    addresses, y, params, atol, fopts, iopts_stiff, entry.tab,
+                    entry.tab_info, times, run.t_out, run.y_out, run.dense_t, run.dense_h,
+                    run.dense_y, run.dense_k, K, run.fstate, run.istate,
+                )
             if code == st.OUTPUT_FULL:
                 capacity = 4 * run.t_out.shape[0]
                 run.t_out = _grow(run.t_out, capacity)

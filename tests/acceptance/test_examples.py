@@ -24,6 +24,18 @@ def test_lotka_volterra_example_runs(tmp_path):
     assert "10.0    1.02635    0.90969" in result.stdout
 
 
+def test_robertson_example_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "solve_robertson.py")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("successfully reached the end") == 2
+    assert "switched from Tsit5 to Rodas5P" in result.stdout
+    assert "1e+05 1.786592e-02 7.274751e-08 9.821340e-01" in result.stdout
+    assert "Tsit5 alone: success=False" in result.stdout and "method='Rodas5P'" in result.stdout
+
+
 @pytest.mark.parametrize(
     "module",
     ["paramest.problems", "paramest.solve", "paramest.solution", "paramest.model"],
