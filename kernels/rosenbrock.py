@@ -21,9 +21,11 @@ Derivatives, chosen by ``iopts[IO_JAC_MODE]`` and ``iopts[IO_TIME_MODE]``:
   ``t``) or by central differences when the model does not compile for a complex ``t``.
 
 After a rejected step the Jacobian at the same ``(t, y)`` is reused; only the LU
-factorisation is redone for the new step size. The factorisation is LAPACK's ``dgetrf``
-(through the LAPACK binding Numba itself uses for ``np.linalg``); the triangular solves are
-written out here so that nothing is allocated in the step loop.
+factorisation is redone for the new step size. From ``SMALL_LU`` states up the
+factorisation is LAPACK's ``dgetrf`` (through the LAPACK binding Numba itself uses for
+``np.linalg``); below, the same unblocked algorithm runs in the kernel, since LAPACK's call
+overhead exceeds the arithmetic of a tiny matrix. The triangular solves are written out here
+so that nothing is allocated in the step loop.
 
 The kernel is resumable in the same way as the explicit one (``status.I_*`` / ``F_*``
 records, positive status codes ask the driver to grow a buffer or switch methods), which
@@ -50,12 +52,7 @@ from .controller import (
 from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, central_step, state_scale_floor
 from .fnptr import as_jac, as_rhs, as_rhs_complex_time
 
-__all__ = [
-    "integrate_rosenbrock",
-    "pack_rosenbrock_tableau",
-    "lu_factor",
-    "lu_solve",
-]
+__all__ = ["integrate_rosenbrock", "pack_rosenbrock_tableau"]
 
 # Layout of the packed tableau info record.
 R_N_STAGES = 0
@@ -121,85 +118,9 @@ def pack_rosenbrock_tableau(tableau):
     return tab, info
 
 
-@njit(cache=True)
-def lu_factor(lu, ipiv):
-    """LU-factorise in place, with partial pivoting (LAPACK ``dgetrf``), the matrix ``M``
-    stored transposed in ``lu`` (``lu[j, i] = M[i, j]``, i.e. column-major ``M``).
-
-    Returns LAPACK's ``info``: 0 on success, ``k > 0`` when ``U[k-1, k-1]`` is exactly zero
-    (``M`` singular).
-    """
-    n = lu.shape[0]
-    if n < SMALL_LU:
-        return _lu_factor_small(lu, ipiv)
-    return _GETRF(_KIND_DOUBLE, n, n, lu.ctypes, n, ipiv.ctypes)
-
-
-#: Below this size the LU is done here: LAPACK's call and blocking overhead is larger than
-#: the arithmetic of a small matrix (118 ns against about 30 ns for n = 3).
+#: Below this size the LU is done in the kernel: LAPACK's call and blocking overhead is
+#: larger than the arithmetic of a small matrix (118 ns against about 40 ns for n = 3).
 SMALL_LU = 16
-
-
-@njit(cache=True, inline="always")
-def _lu_factor_small(lu, ipiv):
-    """Unblocked right-looking LU with partial pivoting on the column-major ``lu``: the
-    algorithm of LAPACK's ``dgetf2``, with the same ``ipiv`` and ``info`` conventions."""
-    n = lu.shape[0]
-    info = 0
-    for k in range(n):
-        pivot_row = k
-        largest = abs(lu[k, k])
-        for i in range(k + 1, n):
-            value = abs(lu[k, i])
-            if value > largest:
-                largest = value
-                pivot_row = i
-        ipiv[k] = pivot_row + 1
-        if lu[k, pivot_row] == 0.0:
-            if info == 0:
-                info = k + 1
-            continue
-        if pivot_row != k:
-            for j in range(n):
-                tmp = lu[j, k]
-                lu[j, k] = lu[j, pivot_row]
-                lu[j, pivot_row] = tmp
-        inv_pivot = 1.0 / lu[k, k]
-        for i in range(k + 1, n):
-            lu[k, i] *= inv_pivot
-        for j in range(k + 1, n):
-            factor = lu[j, k]
-            if factor != 0.0:
-                for i in range(k + 1, n):
-                    lu[j, i] -= lu[k, i] * factor
-    return info
-
-
-@njit(cache=True, inline="always")
-def lu_solve(lu, ipiv, b):
-    """Solve ``M x = b`` in place with the factors from :func:`lu_factor`.
-
-    Column-oriented substitutions, so that the inner loops run over contiguous memory of
-    the column-major factors.
-    """
-    n = b.shape[0]
-    for i in range(n):
-        k = ipiv[i] - 1
-        if k != i:
-            tmp = b[i]
-            b[i] = b[k]
-            b[k] = tmp
-    for j in range(n):
-        bj = b[j]
-        if bj != 0.0:
-            for i in range(j + 1, n):
-                b[i] -= lu[j, i] * bj
-    for j in range(n - 1, -1, -1):
-        bj = b[j] / lu[j, j]
-        b[j] = bj
-        if bj != 0.0:
-            for i in range(j):
-                b[i] -= lu[j, i] * bj
 
 
 # ``error_model="numpy"``: IEEE division, as in the explicit kernel.
@@ -473,7 +394,39 @@ def integrate_rosenbrock(
             for i in range(n):
                 lu[j, i] = -jac_t[j, i]
             lu[j, j] += inv_h_gamma
-        info = lu_factor(lu, ipiv)
+        if n >= SMALL_LU:
+            info = _GETRF(_KIND_DOUBLE, n, n, lu.ctypes, n, ipiv.ctypes)
+        else:
+            # Unblocked right-looking LU with partial pivoting (LAPACK's dgetf2 algorithm,
+            # with its ipiv and info conventions), on the column-major matrix. Written out
+            # here: arrays handed to a helper are reference-counted on every call.
+            info = 0
+            for k in range(n):
+                pivot_row = k
+                largest = abs(lu[k, k])
+                for i in range(k + 1, n):
+                    value = abs(lu[k, i])
+                    if value > largest:
+                        largest = value
+                        pivot_row = i
+                ipiv[k] = pivot_row + 1
+                if lu[k, pivot_row] == 0.0:
+                    if info == 0:
+                        info = k + 1
+                    continue
+                if pivot_row != k:
+                    for j in range(n):
+                        tmp = lu[j, k]
+                        lu[j, k] = lu[j, pivot_row]
+                        lu[j, pivot_row] = tmp
+                inv_pivot = 1.0 / lu[k, k]
+                for i in range(k + 1, n):
+                    lu[k, i] *= inv_pivot
+                for j in range(k + 1, n):
+                    factor = lu[j, k]
+                    if factor != 0.0:
+                        for i in range(k + 1, n):
+                            lu[j, i] -= lu[k, i] * factor
         nlu += 1
         if info != 0:
             n_singular += 1
@@ -505,7 +458,26 @@ def integrate_rosenbrock(
                 for l in range(stage):
                     acc += (tab[stage, s + l] * inv_h) * U[l, j]
                 U[stage, j] = acc
-            lu_solve(lu, ipiv, U[stage])
+            # Solve W u = rhs in place on U[stage, :] with the factors: row interchanges,
+            # then the unit lower and the upper triangle, column by column so that the
+            # inner loops run over contiguous memory of the column-major factors.
+            for i in range(n):
+                k = ipiv[i] - 1
+                if k != i:
+                    tmp = U[stage, i]
+                    U[stage, i] = U[stage, k]
+                    U[stage, k] = tmp
+            for j in range(n):
+                bj = U[stage, j]
+                if bj != 0.0:
+                    for i in range(j + 1, n):
+                        U[stage, i] -= lu[j, i] * bj
+            for j in range(n - 1, -1, -1):
+                bj = U[stage, j] / lu[j, j]
+                U[stage, j] = bj
+                if bj != 0.0:
+                    for i in range(j):
+                        U[stage, i] -= lu[j, i] * bj
 
         total = 0.0
         for j in range(n):

@@ -6,12 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.linalg import lu_factor as scipy_lu_factor
-from scipy.linalg import lu_solve as scipy_lu_solve
 
 import paramest as pe
 from paramest.kernels import status as st
-from paramest.kernels.rosenbrock import lu_factor, lu_solve
+from paramest.kernels.rosenbrock import SMALL_LU
 from paramest.kernels.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 
 ROSENBROCK = list(ROSENBROCK_TABLEAUS)
@@ -196,32 +194,44 @@ def test_observed_order_on_prothero_robinson(method):
     assert errors[0] < 1e-3
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 7, 40])
-def test_lu_factor_and_solve_match_scipy(n):
+def linear(t, y, p, dydt):
+    # dy/dt = M y + t b, M = p[:n*n] row-major, b = p[n*n:]: one model for every n
+    n = y.shape[0]
+    for i in range(n):
+        acc = t * p[n * n + i]
+        for j in range(n):
+            acc += p[i * n + j] * y[j]
+        dydt[i] = acc
+
+
+@pytest.mark.parametrize("method", ROSENBROCK)
+@pytest.mark.parametrize("n", [1, 2, 3, 7, SMALL_LU - 1, SMALL_LU, 40])
+def test_one_step_matches_the_numpy_reference(method, n):
+    """One fixed step on a random linear system against the NumPy reference step of
+    tests/kernels/test_rosenbrock_tableaus.py (np.linalg.solve): covers the in-kernel LU
+    below SMALL_LU states and LAPACK's at and above it, pivoting, J and df/dt."""
+    from tests.kernels.test_rosenbrock_tableaus import Problem, stage_increments
+
     rng = np.random.default_rng(n)
-    matrix = rng.normal(size=(n, n)) + np.diag(rng.uniform(-2.0, 2.0, n))
-    b = rng.normal(size=n)
-    column_major = np.ascontiguousarray(matrix.T)
-    ipiv = np.empty(n, dtype=np.int32)
-    assert lu_factor(column_major, ipiv) == 0
-    x = b.copy()
-    _solve(column_major, ipiv, x)
-    assert np.allclose(x, scipy_lu_solve(scipy_lu_factor(matrix), b), rtol=1e-10, atol=1e-12)
-
-
-def _solve(lu, ipiv, b):
-    from numba import njit
-
-    @njit
-    def run(lu, ipiv, b):
-        lu_solve(lu, ipiv, b)
-
-    run(lu, ipiv, b)
-
-
-def test_singular_matrix_is_reported():
-    ipiv = np.empty(2, dtype=np.int32)
-    assert lu_factor(np.ones((2, 2)), ipiv) > 0
+    # eigenvalues spread over [-1e3, -0.1] plus coupling: pivoting is exercised
+    matrix = rng.normal(size=(n, n)) - np.diag(np.logspace(-1.0, 3.0, n))
+    forcing = rng.normal(size=n)
+    y0 = rng.normal(size=n)
+    t0, h = 0.3, 0.05
+    problem = pe.ODEProblem(linear, y0, (t0, t0 + h),
+                            np.concatenate([matrix.ravel(), forcing]))
+    sol = pe.solve(problem, method, t_eval=[t0 + h], dt=h)
+    reference_problem = Problem(
+        f=lambda t, y: matrix @ y + t * forcing,
+        jac=lambda t, y: matrix,
+        dfdt=lambda t, y: forcing,
+        exact=None,
+    )
+    tableau = ROSENBROCK_TABLEAUS[method]
+    u = stage_increments(tableau, reference_problem, t0, y0, h)
+    expected = y0 + tableau.m @ u
+    assert sol.success and sol.njev == 1 and sol.nlu == 1
+    assert np.allclose(sol.y[:, -1], expected, rtol=1e-11, atol=1e-12 * np.abs(expected).max())
 
 
 def huge_rank_one(t, y, p, dydt):
