@@ -212,6 +212,8 @@ def integrate_rosenbrock(
     lu = np.empty((n, n))
     ipiv = np.empty(n, dtype=np.int32)
     weights = np.empty(s)
+    inv_diagonal = np.empty(n)  # 1 / U[i, i] of the LU: back substitution multiplies
+    stage_sum = np.empty(n)
     jac_user = np.empty((n, n)) if jac_mode == st.JAC_USER else np.empty((0, 0))
     complex_y = np.empty(n, dtype=np.complex128)
     complex_p = np.empty(n_p, dtype=np.complex128)
@@ -428,6 +430,8 @@ def integrate_rosenbrock(
                         for i in range(k + 1, n):
                             lu[j, i] -= lu[k, i] * factor
         nlu += 1
+        for i in range(n):
+            inv_diagonal[i] = 1.0 / lu[i, i]
         if info != 0:
             n_singular += 1
             if n_singular >= MAX_SINGULAR or not adaptive:
@@ -441,23 +445,25 @@ def integrate_rosenbrock(
 
         inv_h = 1.0 / h
         for stage in range(s):
+            g_h = tab[stage, col_gsum] * h
             if stage == 0:
                 for j in range(n):
-                    f_stage[j] = K[0, j]
+                    U[0, j] = K[0, j] + g_h * f_t[j]
             else:
+                # the stage's argument and its sum over earlier stages in one pass
                 for j in range(n):
-                    acc = y[j]
+                    acc_y = y[j]
+                    acc_c = g_h * f_t[j]
                     for l in range(stage):
-                        acc += tab[stage, l] * U[l, j]
-                    y_stage[j] = acc
+                        u = U[l, j]
+                        acc_y += tab[stage, l] * u
+                        acc_c += (tab[stage, s + l] * inv_h) * u
+                    y_stage[j] = acc_y
+                    stage_sum[j] = acc_c
                 rhs(t + tab[stage, col_alpha] * h, y_stage, p, f_stage)
                 nfev += 1
-            g_h = tab[stage, col_gsum] * h
-            for j in range(n):
-                acc = f_stage[j] + g_h * f_t[j]
-                for l in range(stage):
-                    acc += (tab[stage, s + l] * inv_h) * U[l, j]
-                U[stage, j] = acc
+                for j in range(n):
+                    U[stage, j] = f_stage[j] + stage_sum[j]
             # Solve W u = rhs in place on U[stage, :] with the factors: row interchanges,
             # then the unit lower and the upper triangle, column by column so that the
             # inner loops run over contiguous memory of the column-major factors.
@@ -473,7 +479,7 @@ def integrate_rosenbrock(
                     for i in range(j + 1, n):
                         U[stage, i] -= lu[j, i] * bj
             for j in range(n - 1, -1, -1):
-                bj = U[stage, j] / lu[j, j]
+                bj = U[stage, j] * inv_diagonal[j]
                 U[stage, j] = bj
                 if bj != 0.0:
                     for i in range(j):
