@@ -10,6 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
+from . import status as st
+
 #: scipy's controller defaults (safety factor, smallest and largest step change)
 SAFETY = 0.9
 FACTOR_MIN = 0.2
@@ -129,3 +131,82 @@ def reject_step_factor(err_norm, error_order):
     """Step-size factor after a rejected step (integral control only)."""
     q = error_order + 1.0
     return max(FACTOR_MIN, SAFETY * err_norm ** (-1.0 / q))
+
+
+@njit(cache=True, error_model="numpy")
+def begin_integration(rhs, y, p, f0, atol, fopts, iopts, order, t_out, y_out, work_a, work_b,
+                      fstate, istate):
+    """The first call of an integrator: evaluate ``f0 = f(t0, y0)``, record ``t0`` as the
+    first output when every step is saved, and choose the first step (``dt``, the user's
+    ``first_step`` or :func:`initial_step`). Fills the resumable records (``status.F_*``,
+    ``status.I_*``) and returns ``status.NON_FINITE`` when ``y0`` or ``f0`` is not finite,
+    else ``status.SUCCESS``. Called once per solve, so its array arguments cost nothing in
+    the step loop."""
+    t0 = fopts[st.O_T0]
+    t_end = fopts[st.O_T_END]
+    n = y.shape[0]
+    istate[st.I_STARTED] = 1
+    fstate[st.F_T] = t0
+    fstate[st.F_ERR_PREVIOUS] = 1.0
+    rhs(t0, y, p, f0)
+    istate[st.I_NFEV] += 1
+    istate[st.I_K0_VALID] = 1
+    if iopts[st.IO_SAVE_EVERY_STEP] != 0:
+        t_out[0] = t0
+        for j in range(n):
+            y_out[0, j] = y[j]
+        istate[st.I_N_OUT] = 1
+    for j in range(n):
+        if not (np.isfinite(f0[j].real) and np.isfinite(y[j].real)):
+            fstate[st.F_H] = 0.0
+            istate[st.I_STATUS] = st.NON_FINITE
+            return st.NON_FINITE
+    if fopts[st.O_DT] > 0.0:
+        h = fopts[st.O_DT]
+    elif fopts[st.O_FIRST_STEP] > 0.0:
+        h = fopts[st.O_FIRST_STEP]
+    else:
+        direction = 1.0 if t_end > t0 else -1.0
+        h = initial_step(
+            rhs, t0, y, f0, p, direction, order, atol, fopts[st.O_RTOL], fopts[st.O_MAX_STEP],
+            abs(t_end - t0), work_a, work_b,
+        )
+        istate[st.I_NFEV] += 1
+    fstate[st.F_H] = h
+    return st.SUCCESS
+
+
+@njit(cache=True, inline="always")
+def propose_step(t, h_abs, t0, t_end, direction, max_step, dt_fixed, n_accepted,
+                 last_reject_nonfinite):
+    """The end of the next step: ``(t_new, h_abs, status)``.
+
+    Adaptive (``dt_fixed == 0``): ``h_abs`` limited by ``max_step`` and stretched to land on
+    ``t_end`` exactly (the 1e-10 slack avoids a last step of rounding size); status
+    ``STEP_TOO_SMALL`` (or ``NON_FINITE`` when the last rejection was for non-finite
+    values) once the step is below ten rounding units of ``t``.
+
+    Fixed: steps end at ``t0 + k * dt`` rather than at a running sum of ``dt``, whose
+    rounding would accumulate (n steps of ``(t_end - t0) / n`` then end on ``t_end``
+    instead of leaving a last step of rounding size).
+    """
+    status = st.SUCCESS
+    if dt_fixed <= 0.0:
+        h_abs = min(h_abs, max_step)
+        remaining = abs(t_end - t)
+        if h_abs >= remaining * (1.0 - 1e-10):
+            h_abs = remaining
+            t_new = t_end
+        else:
+            t_new = t + direction * h_abs
+        min_step = 10.0 * 2.220446049250313e-16 * max(abs(t), abs(t_new))
+        if h_abs < min_step:
+            status = st.NON_FINITE if last_reject_nonfinite else st.STEP_TOO_SMALL
+    else:
+        dt_step = min(dt_fixed, max_step)
+        t_new = t0 + direction * ((n_accepted + 1) * dt_step)
+        slack = 1e-10 * dt_step + 10.0 * 2.220446049250313e-16 * max(abs(t_new), abs(t_end))
+        if direction * (t_end - t_new) <= slack:
+            t_new = t_end
+        h_abs = abs(t_new - t)
+    return t_new, h_abs, status

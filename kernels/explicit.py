@@ -37,9 +37,10 @@ from numba import njit
 from . import status as st
 from .controller import (
     FACTOR_NON_FINITE,
-    initial_step,
+    begin_integration,
     pi_history,
     pi_step_factor_from_history,
+    propose_step,
     reject_step_factor,
     scaled_error_squared,
 )
@@ -290,36 +291,12 @@ def integrate(
             rhs(t + C[row_c, stage] * h, y_stage, p, K[stage])
 
     if istate[st.I_STARTED] == 0:
-        istate[st.I_STARTED] = 1
-        fstate[st.F_T] = t0
-        fstate[st.F_ERR_PREVIOUS] = 1.0
-        rhs(t0, y, p, K[0])
-        istate[st.I_NFEV] += 1
-        istate[st.I_K0_VALID] = 1
-        if save_every_step:
-            t_out[0] = t0
-            for j in range(n):
-                y_out[0, j] = y[j]
-            istate[st.I_N_OUT] = 1
-        finite = True
-        for j in range(n):
-            if not (np.isfinite(K[0, j].real) and np.isfinite(y[j].real)):
-                finite = False
-        if not finite:
-            fstate[st.F_H] = 0.0
-            istate[st.I_STATUS] = st.NON_FINITE
-            return st.NON_FINITE
-        if not adaptive:
-            h = dt_fixed
-        elif fopts[st.O_FIRST_STEP] > 0.0:
-            h = fopts[st.O_FIRST_STEP]
-        else:
-            h = initial_step(
-                rhs, t0, y, K[0], p, direction, order, atol, rtol, max_step,
-                abs(t_end - t0), y_stage, y_new,
-            )
-            istate[st.I_NFEV] += 1
-        fstate[st.F_H] = h
+        code = begin_integration(
+            rhs, y, p, K[0], atol, fopts, iopts, order, t_out, y_out, y_stage, y_new, fstate,
+            istate,
+        )
+        if code != st.SUCCESS:
+            return code
 
     t = fstate[st.F_T]
     h_abs = abs(fstate[st.F_H])
@@ -354,32 +331,13 @@ def integrate(
             nfev += 1
             k0_valid = True
 
-        if adaptive:
-            h_abs = min(h_abs, max_step)
-            remaining = abs(t_end - t)
-            # Land on t_end exactly; the 1e-10 slack avoids a last step of rounding size.
-            if h_abs >= remaining * (1.0 - 1e-10):
-                h_abs = remaining
-                t_new = t_end
-            else:
-                t_new = t + direction * h_abs
-            min_step = 10.0 * 2.220446049250313e-16 * max(abs(t), abs(t_new))
-            if h_abs < min_step:
-                if last_reject_nonfinite:
-                    status = st.NON_FINITE
-                else:
-                    status = st.STEP_TOO_SMALL
-                break
-        else:
-            # Fixed steps end at t0 + k * dt rather than at a running sum of dt, whose
-            # rounding would accumulate: n steps of (t_end - t0) / n then end on t_end
-            # instead of leaving a last step of rounding size.
-            dt_step = min(dt_fixed, max_step)
-            t_new = t0 + direction * ((n_accepted + 1) * dt_step)
-            slack = 1e-10 * dt_step + 10.0 * 2.220446049250313e-16 * max(abs(t_new), abs(t_end))
-            if direction * (t_end - t_new) <= slack:
-                t_new = t_end
-            h_abs = abs(t_new - t)
+        t_new, h_abs, code = propose_step(
+            t, h_abs, t0, t_end, direction, max_step, dt_fixed, n_accepted,
+            last_reject_nonfinite,
+        )
+        if code != st.SUCCESS:
+            status = code
+            break
         h = t_new - t
 
         for stage in range(1, n_stages):
