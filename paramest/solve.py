@@ -352,6 +352,20 @@ def _call_kernel(entry, model, addresses, y, params, atol, fopts, iopts, times, 
     )
 
 
+def _grow_buffers(run, code):
+    """Grow the buffer a kernel found full (``OUTPUT_FULL`` or ``DENSE_FULL``) fourfold."""
+    if code == st.OUTPUT_FULL:
+        capacity = 4 * run.t_out.shape[0]
+        run.t_out = _grow(run.t_out, capacity)
+        run.y_out = _grow(run.y_out, capacity)
+    else:
+        capacity = 4 * run.dense_t.shape[0]
+        run.dense_t = _grow(run.dense_t, capacity)
+        run.dense_h = _grow(run.dense_h, capacity)
+        run.dense_y = _grow(run.dense_y, capacity)
+        run.dense_k = _grow(run.dense_k, capacity)
+
+
 def _close_segment(run, entry):
     """Keep the dense steps taken so far by ``entry`` as one segment of the dense output."""
     n_dense = int(run.istate[st.I_N_DENSE])
@@ -390,16 +404,8 @@ def _drive(entry, model, y, params, atol, fopts, iopts, times, run, dense_output
         record = rosenbrock_iopts if active.kind == "rosenbrock" else iopts
         code = _call_kernel(active, model, addresses, y, params, atol, fopts, record, times,
                             run, K)
-        if code == st.OUTPUT_FULL:
-            capacity = 4 * run.t_out.shape[0]
-            run.t_out = _grow(run.t_out, capacity)
-            run.y_out = _grow(run.y_out, capacity)
-        elif code == st.DENSE_FULL:
-            d_cap = 4 * run.dense_t.shape[0]
-            run.dense_t = _grow(run.dense_t, d_cap)
-            run.dense_h = _grow(run.dense_h, d_cap)
-            run.dense_y = _grow(run.dense_y, d_cap)
-            run.dense_k = _grow(run.dense_k, d_cap)
+        if code in (st.OUTPUT_FULL, st.DENSE_FULL):
+            _grow_buffers(run, code)
         elif code in (st.SWITCH_TO_STIFF, st.SWITCH_TO_NONSTIFF):
             previous = active
             current = 1 - current
@@ -590,16 +596,8 @@ def solve(
                     entry.tab_info, times, run.t_out, run.y_out, run.dense_t, run.dense_h,
                     run.dense_y, run.dense_k, K, run.fstate, run.istate,
                 )
-            if code == st.OUTPUT_FULL:
-                capacity = 4 * run.t_out.shape[0]
-                run.t_out = _grow(run.t_out, capacity)
-                run.y_out = _grow(run.y_out, capacity)
-            elif code == st.DENSE_FULL:
-                d_cap = 4 * run.dense_t.shape[0]
-                run.dense_t = _grow(run.dense_t, d_cap)
-                run.dense_h = _grow(run.dense_h, d_cap)
-                run.dense_y = _grow(run.dense_y, d_cap)
-                run.dense_k = _grow(run.dense_k, d_cap)
+            if code in (st.OUTPUT_FULL, st.DENSE_FULL):
+                _grow_buffers(run, code)
             else:
                 break
         if dense_output:
