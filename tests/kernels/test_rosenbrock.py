@@ -273,3 +273,24 @@ def test_rosenbrock_solves_backwards(method):
     assert sol.success and sol.n_accepted < 3000, sol.n_accepted
     assert sol.t[-1] == 0.0 and np.all(np.diff(sol.t) < 0.0)
     assert np.max(np.abs(sol.y[0] - np.sin(sol.t))) < 1e-6
+
+
+def quadratic_blow_up(t, y, p, dydt):
+    # y' = y^2, y(0) = 1: y = 1 / (1 - t) blows up at t = 1
+    dydt[0] = y[0] * y[0]
+
+
+@pytest.mark.parametrize("method", ROSENBROCK)
+def test_blow_up_ends_with_a_step_size_failure_near_the_singularity(method):
+    problem = pe.ODEProblem(quadratic_blow_up, [1.0], (0.0, 2.0))
+    sol = pe.solve(problem, method, rtol=1e-6, atol=1e-8)
+    assert not sol.success and sol.status in (st.STEP_TOO_SMALL, st.NON_FINITE)
+    # the numerical pole sits within rounding-amplified error of t = 1 (the problem's
+    # condition number grows like 1 / (1 - t)); explicit methods behave the same
+    assert 0.999 < sol.t_final < 1.001
+    assert f"t={sol.t_final:.6g}" in sol.message
+    # what was computed up to y = 100 is right
+    early = sol.t < 0.99
+    # Rosenbrock23's global error is about rtol**(2/3), amplified like y here
+    rtol = 5e-3 if method == "Rosenbrock23" else 1e-4
+    assert np.allclose(sol.y[0, early], 1.0 / (1.0 - sol.t[early]), rtol=rtol)
