@@ -18,6 +18,9 @@ FACTOR_MIN = 0.2
 FACTOR_MAX = 10.0
 #: a step whose error estimate is NaN/inf is retried this much smaller
 FACTOR_NON_FINITE = 0.25
+#: ``log(1e-4)``: the controller remembers a previous error norm of at least 1e-4, so that
+#: one very accurate step does not inflate the next step's growth
+LOG_ERR_FLOOR = math.log(1e-4)
 
 
 @njit(cache=True, inline="always")
@@ -88,23 +91,15 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, atol, rtol, max_step, spa
 
 
 @njit(cache=True, inline="always")
-def pi_history(err_previous, error_order):
-    """The integral-history term ``err_previous**(0.4/q)`` of :func:`pi_step_factor`.
+def pi_step_factor_from_logs(log_err, log_err_previous, error_order, previous_rejected):
+    """:func:`pi_step_factor` from ``log(err_norm)`` and ``log(err_previous)``.
 
-    Integrators compute it as soon as a step is accepted, so that this power is off the
-    chain of dependent operations that leads from one error estimate to the next step size.
+    The integrators keep the logarithm of the previous error norm, so that a step costs
+    one ``log`` and one ``exp`` instead of two ``pow``. ``log_err = -inf`` (a zero error
+    norm) gives the largest factor.
     """
-    return err_previous ** (0.4 / (error_order + 1.0))
-
-
-@njit(cache=True, inline="always")
-def pi_step_factor_from_history(err_norm, history, error_order, previous_rejected):
-    """:func:`pi_step_factor` with its history term given by :func:`pi_history`."""
     q = error_order + 1.0
-    if err_norm == 0.0:
-        factor = FACTOR_MAX
-    else:
-        factor = SAFETY * err_norm ** (-0.7 / q) * history
+    factor = SAFETY * math.exp((0.4 * log_err_previous - 0.7 * log_err) / q)
     if previous_rejected:
         factor = min(factor, 1.0)
     return min(FACTOR_MAX, max(FACTOR_MIN, factor))
@@ -112,17 +107,18 @@ def pi_step_factor_from_history(err_norm, history, error_order, previous_rejecte
 
 @njit(cache=True, inline="always")
 def pi_step_factor(err_norm, err_previous, error_order, previous_rejected):
-    """Step-size factor of a PI controller after an accepted step.
+    """Step-size factor of a PI controller after an accepted step:
+    ``SAFETY * err_norm**(-0.7/q) * max(err_previous, 1e-4)**(0.4/q)``, clipped to
+    ``[FACTOR_MIN, FACTOR_MAX]`` (and to at most 1 right after a rejection).
 
     Gains ``0.7/q`` and ``0.4/q`` with ``q`` the order of the error estimate plus one
     (Gustafsson 1991; Söderlind 2002, "Automatic control and adaptive time-stepping").
     The integral part alone would oscillate on problems near the stability boundary; the
     proportional part damps that.
     """
-    if err_norm == 0.0:
-        return pi_step_factor_from_history(err_norm, 1.0, error_order, previous_rejected)
-    return pi_step_factor_from_history(
-        err_norm, pi_history(err_previous, error_order), error_order, previous_rejected
+    log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+    return pi_step_factor_from_logs(
+        log_err, max(math.log(err_previous), LOG_ERR_FLOOR), error_order, previous_rejected
     )
 
 

@@ -25,8 +25,8 @@ Performance notes (the step loop of a small model costs about as much as its mod
   each call, which in the step loop costs more than the arithmetic of a small model.
 * The integer state lives in local variables during the loop and goes back to ``istate``
   on return (the model call would otherwise force reloads from memory).
-* The history term of the PI controller (a ``pow``) is computed when a step is accepted,
-  off the chain of dependent operations from one error estimate to the next step size.
+* The PI controller works on logarithms of the error norms: one ``log`` and one ``exp``
+  per accepted step instead of two ``pow`` (``controller.pi_step_factor_from_logs``).
 """
 
 import math
@@ -37,9 +37,9 @@ from numba import njit
 from . import status as st
 from .controller import (
     FACTOR_NON_FINITE,
+    LOG_ERR_FLOOR,
     begin_integration,
-    pi_history,
-    pi_step_factor_from_history,
+    pi_step_factor_from_logs,
     propose_step,
     reject_step_factor,
     scaled_error_squared,
@@ -301,7 +301,7 @@ def integrate(
     t = fstate[st.F_T]
     h_abs = abs(fstate[st.F_H])
     err_previous = fstate[st.F_ERR_PREVIOUS]
-    history = pi_history(err_previous, error_order)
+    log_err_previous = math.log(err_previous)
     status = istate[st.I_STATUS]
     n_out = istate[st.I_N_OUT]
     n_accepted = istate[st.I_N_ACCEPTED]
@@ -365,11 +365,12 @@ def integrate(
                 previous_rejected = True
                 h_abs *= reject_step_factor(err_norm, error_order)
                 continue
-            factor = pi_step_factor_from_history(
-                err_norm, history, error_order, previous_rejected
+            log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+            factor = pi_step_factor_from_logs(
+                log_err, log_err_previous, error_order, previous_rejected
             )
             err_previous = max(err_norm, 1e-4)
-            history = pi_history(err_previous, error_order)
+            log_err_previous = max(log_err, LOG_ERR_FLOOR)
         else:
             factor = 1.0
             finite = True

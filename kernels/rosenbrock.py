@@ -43,9 +43,9 @@ from numba.np.linalg import _LAPACK
 from . import status as st
 from .controller import (
     FACTOR_NON_FINITE,
+    LOG_ERR_FLOOR,
     begin_integration,
-    pi_history,
-    pi_step_factor_from_history,
+    pi_step_factor_from_logs,
     propose_step,
     reject_step_factor,
     scaled_error_squared,
@@ -231,7 +231,7 @@ def integrate_rosenbrock(
     t = fstate[st.F_T]
     h_abs = abs(fstate[st.F_H])
     err_previous = fstate[st.F_ERR_PREVIOUS]
-    history = pi_history(err_previous, error_order)
+    log_err_previous = math.log(err_previous)
     status = istate[st.I_STATUS]
     n_out = istate[st.I_N_OUT]
     n_accepted = istate[st.I_N_ACCEPTED]
@@ -487,11 +487,13 @@ def integrate_rosenbrock(
             h_abs *= reject_step_factor(err_norm, error_order)
             continue
         if adaptive:
-            factor = pi_step_factor_from_history(
-                err_norm, history, error_order, previous_rejected
+            # err_norm == 0 gives log -inf and the largest factor, as in pi_step_factor
+            log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+            factor = pi_step_factor_from_logs(
+                log_err, log_err_previous, error_order, previous_rejected
             )
             err_previous = max(err_norm, 1e-4)
-            history = pi_history(err_previous, error_order)
+            log_err_previous = max(log_err, LOG_ERR_FLOOR)
         else:
             factor = 1.0
 
