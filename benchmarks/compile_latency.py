@@ -1,6 +1,7 @@
 """Compile latency: the first solve of a brand-new model, in fresh processes.
 
-Prints, each measured in a new Python process:
+Prints, each measured in a new Python process, for an explicit (Tsit5) and a stiff
+(Rodas5P) first solve:
   * import paramest
   * first solve of a brand-new model, library kernels not yet compiled (empty Numba cache)
   * first solve of a brand-new model, library kernels cached (the usual case on a machine
@@ -33,7 +34,7 @@ CHILD = textwrap.dedent(
     from model_{tag} import rhs
     problem = pe.ODEProblem(rhs, [1.0, 1.0, 0.5], (0.0, 5.0), [1.5, 1.0, 3.0, 1.0])
     t2 = time.perf_counter()
-    sol = pe.solve(problem, "Tsit5", t_eval=np.linspace(0.0, 5.0, 51))
+    sol = pe.solve(problem, "{method}", t_eval=np.linspace(0.0, 5.0, 51))
     t3 = time.perf_counter()
     assert sol.success
     print(json.dumps(dict(import_s=t1 - t0, problem_s=t2 - t1, solve_s=t3 - t2,
@@ -54,9 +55,9 @@ MODEL = textwrap.dedent(
 )
 
 
-def run_child(directory, tag, env):
+def run_child(directory, tag, env, method):
     out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(tag=tag)], cwd=directory, env=env,
+        [sys.executable, "-c", CHILD.format(tag=tag, method=method)], cwd=directory, env=env,
         capture_output=True, text=True, check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -86,18 +87,21 @@ def per_call_overhead():
 
 def main():
     rows = []
-    with tempfile.TemporaryDirectory() as work:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = work + os.pathsep + env.get("PYTHONPATH", "")
-        cold_cache = Path(work, "numba_cache")
-        cold_env = dict(env, NUMBA_CACHE_DIR=str(cold_cache))
-        rows.append(("library and model cold (empty Numba cache)",
-                     run_child(work, fresh_model(work), cold_env)))
-        tag = fresh_model(work)
-        # warm the library kernels in this cache location with another model first
-        run_child(work, fresh_model(work), env)
-        rows.append(("brand-new model, library cached", run_child(work, tag, env)))
-        rows.append(("same model, new process (warm)", run_child(work, tag, env)))
+    for method in ("Tsit5", "Rodas5P"):
+        with tempfile.TemporaryDirectory() as work:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = work + os.pathsep + env.get("PYTHONPATH", "")
+            cold_cache = Path(work, "numba_cache")
+            cold_env = dict(env, NUMBA_CACHE_DIR=str(cold_cache))
+            rows.append((f"{method}: library and model cold (empty cache)",
+                         run_child(work, fresh_model(work), cold_env, method)))
+            tag = fresh_model(work)
+            # warm the library kernels in this cache location with another model first
+            run_child(work, fresh_model(work), env, method)
+            rows.append((f"{method}: brand-new model, library cached",
+                         run_child(work, tag, env, method)))
+            rows.append((f"{method}: same model, new process (warm)",
+                         run_child(work, tag, env, method)))
     print(f"{'case':45s} {'import':>8s} {'ODEProblem':>11s} {'solve':>8s} {'first solve':>12s}")
     for name, r in rows:
         print(f"{name:45s} {r['import_s']:8.3f} {r['problem_s']:11.3f} {r['solve_s']:8.3f} "

@@ -79,6 +79,7 @@ _EMPTY_1D = np.empty(0)
 _EMPTY_2D = np.empty((0, 0))
 _EMPTY_3D = np.empty((0, 0, 0))
 _FIRST_CAPACITY = 128
+_NO_SWITCHES = ()
 
 _SUCCESS_MESSAGE = "The solver successfully reached the end of the integration interval."
 
@@ -338,20 +339,6 @@ def _new_rosenbrock_setup(model, y, params, t0, iopts):
     return addresses, record
 
 
-def _call_kernel(entry, model, addresses, y, params, atol, fopts, iopts, times, run, K):
-    if entry.kind == "explicit":
-        return integrate(
-            model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
-            times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k,
-            K, run.fstate, run.istate,
-        )
-    return integrate_rosenbrock(
-        addresses, y, params, atol, fopts, iopts, entry.tab, entry.tab_info, times,
-        run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k, K,
-        run.fstate, run.istate,
-    )
-
-
 def _grow_buffers(run, code):
     """Grow the buffer a kernel found full (``OUTPUT_FULL`` or ``DENSE_FULL``) fourfold."""
     if code == st.OUTPUT_FULL:
@@ -377,61 +364,61 @@ def _close_segment(run, entry):
     run.istate[st.I_N_DENSE] = 0
 
 
-def _drive(entry, model, y, params, atol, fopts, iopts, times, run, dense_output, t0):
-    """Call the kernel until it finishes or fails: grow buffers when asked, and for
-    ``method="auto"`` hand the solve between the explicit and the stiff method.
+def _run_method(entry, model, y, params, atol, fopts, iopts, times, run, K):
+    """Call one method's kernel until it finishes, fails or asks for a switch, growing the
+    output buffers when it asks for that."""
+    if entry.kind == "explicit":
+        while True:
+            code = integrate(
+                model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
+                times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
+                run.dense_k, K, run.fstate, run.istate,
+            )
+            if code != st.OUTPUT_FULL and code != st.DENSE_FULL:
+                return code
+            _grow_buffers(run, code)
+    addresses, iopts_stiff = _rosenbrock_setup(model, y, params, fopts[st.O_T0], iopts)
+    while True:
+        code = integrate_rosenbrock(
+            addresses, y, params, atol, fopts, iopts_stiff, entry.tab, entry.tab_info, times,
+            run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k, K,
+            run.fstate, run.istate,
+        )
+        if code != st.OUTPUT_FULL and code != st.DENSE_FULL:
+            return code
+        _grow_buffers(run, code)
 
-    Returns ``(status, switches, njev/nlu-carrying entry used last)``.
+
+def _switch_methods(code, active, model, y, params, atol, fopts, iopts, times, run,
+                    dense_output):
+    """``method="auto"`` after its first request to switch (``code``): hand the solve
+    between the explicit and the stiff method until it finishes or fails.
+
+    Returns ``(status, switches, the method in use at the end)``.
     """
     n = y.shape[0]
     switches = []
-    if entry.kind == "auto":
-        methods = [_METHOD_TABLE[_AUTO_PAIR[0]], _METHOD_TABLE[_AUTO_PAIR[1]]]
-        current = 0
-    else:
-        methods = [entry]
-        current = 0
-    active = methods[current]
-    addresses = None
-    rosenbrock_iopts = None
-    if active.kind == "rosenbrock":
-        addresses, rosenbrock_iopts = _rosenbrock_setup(model, y, params, t0, iopts)
-    K = np.empty((active.s_total, n))
-    run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
-        n, active.s_total, dense_output
-    )
-    while True:
-        record = rosenbrock_iopts if active.kind == "rosenbrock" else iopts
-        code = _call_kernel(active, model, addresses, y, params, atol, fopts, record, times,
-                            run, K)
-        if code in (st.OUTPUT_FULL, st.DENSE_FULL):
-            _grow_buffers(run, code)
-        elif code in (st.SWITCH_TO_STIFF, st.SWITCH_TO_NONSTIFF):
-            previous = active
-            current = 1 - current
-            active = methods[current]
-            switches.append((float(run.fstate[st.F_T]), previous.name, active.name))
-            if dense_output:
-                _close_segment(run, previous)
-                run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
-                    n, active.s_total, True
-                )
-            if active.kind == "rosenbrock" and addresses is None:
-                addresses, rosenbrock_iopts = _rosenbrock_setup(model, y, params, t0, iopts)
-            K = np.empty((active.s_total, n))
-            # the new method starts afresh from the current (t, y, h)
-            istate = run.istate
-            istate[st.I_K0_VALID] = 0
-            istate[st.I_STIFF_COUNT] = 0
-            istate[st.I_NONSTIFF_COUNT] = 0
-            istate[st.I_PREVIOUS_REJECTED] = 0
-            istate[st.I_LAST_REJECT_NONFINITE] = 0
-            istate[st.I_STIFFNESS_DETECTED] = 0
-            run.fstate[st.F_ERR_PREVIOUS] = 1.0
-        else:
-            if dense_output:
-                _close_segment(run, active)
-            return code, switches, active
+    while code == st.SWITCH_TO_STIFF or code == st.SWITCH_TO_NONSTIFF:
+        previous = active
+        active = _METHOD_TABLE[_AUTO_PAIR[1] if code == st.SWITCH_TO_STIFF else _AUTO_PAIR[0]]
+        switches.append((float(run.fstate[st.F_T]), previous.name, active.name))
+        if dense_output:
+            _close_segment(run, previous)
+            run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+                n, active.s_total, True
+            )
+        # the new method starts afresh from the current (t, y, h)
+        istate = run.istate
+        istate[st.I_K0_VALID] = 0
+        istate[st.I_STIFF_COUNT] = 0
+        istate[st.I_NONSTIFF_COUNT] = 0
+        istate[st.I_PREVIOUS_REJECTED] = 0
+        istate[st.I_LAST_REJECT_NONFINITE] = 0
+        istate[st.I_STIFFNESS_DETECTED] = 0
+        run.fstate[st.F_ERR_PREVIOUS] = 1.0
+        K = np.empty((active.s_total, n))
+        code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
+    return code, switches, active
 
 
 def solve(
@@ -574,40 +561,20 @@ def solve(
     run.istate = np.zeros(st.I_SIZE, dtype=np.int64)
     run.segments = []
 
-    if entry.kind != "auto":
-        # one method: the common path, without the driver's bookkeeping for switches
-        run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
-            n, entry.s_total, dense_output
+    # One method, or "auto" until its first switch: no bookkeeping for switches.
+    active = _METHOD_TABLE[_AUTO_PAIR[0]] if entry.kind == "auto" else entry
+    run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+        n, active.s_total, dense_output
+    )
+    K = np.empty((active.s_total, n))
+    code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
+    switches = _NO_SWITCHES
+    if code == st.SWITCH_TO_STIFF:
+        code, switches, active = _switch_methods(
+            code, active, model, y, params, atol, fopts, iopts, times, run, dense_output
         )
-        K = np.empty((entry.s_total, n))
-        explicit = entry.kind == "explicit"
-        if not explicit:
-            addresses, iopts_stiff = _rosenbrock_setup(model, y, params, t0, iopts)
-        while True:
-            if explicit:
-                code = integrate(
-                    model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
-                    times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
-                    run.dense_k, K, run.fstate, run.istate,
-                )
-            else:
-                code = integrate_rosenbrock(
-                    addresses, y, params, atol, fopts, iopts_stiff, entry.tab,
-                    entry.tab_info, times, run.t_out, run.y_out, run.dense_t, run.dense_h,
-                    run.dense_y, run.dense_k, K, run.fstate, run.istate,
-                )
-            if code in (st.OUTPUT_FULL, st.DENSE_FULL):
-                _grow_buffers(run, code)
-            else:
-                break
-        if dense_output:
-            _close_segment(run, entry)
-        switches = []
-        last = entry
-    else:
-        code, switches, last = _drive(
-            entry, model, y, params, atol, fopts, iopts, times, run, dense_output, t0
-        )
+    if dense_output:
+        _close_segment(run, active)
 
     # one conversion to Python numbers instead of a NumPy scalar per field
     ist = run.istate.tolist()
@@ -624,7 +591,7 @@ def solve(
         status=code,
         message=_SUCCESS_MESSAGE if code == st.SUCCESS else _message(
             code, t_reached, fst[st.F_H], t_end, int(iopts[st.IO_MAX_STEPS]),
-            stiffness_detected, fst[st.F_T_STIFF], last.name,
+            stiffness_detected, fst[st.F_T_STIFF], active.name,
         ),
         t_final=t_reached,
         nfev=ist[st.I_NFEV],
@@ -633,7 +600,7 @@ def solve(
         n_accepted=ist[st.I_N_ACCEPTED],
         n_rejected=ist[st.I_N_REJECTED],
         method=entry.name,
-        switches=switches,
+        switches=list(switches),
         stiffness_detected=stiffness_detected or bool(switches),
     )
 
