@@ -283,7 +283,7 @@ class _Run:
 
     __slots__ = (
         "t_out", "y_out", "dense_t", "dense_h", "dense_y", "dense_k", "fstate", "istate",
-        "segments", "segment_start",
+        "segments",
     )
 
 
