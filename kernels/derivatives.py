@@ -134,7 +134,7 @@ def time_derivative_central(address, t, y, p, out):
     n = y.shape[0]
     f_plus = np.empty(n)
     f_minus = np.empty(n)
-    step = 6.055454452393343e-06 * max(1.0, abs(t))
+    step = CENTRAL_BASE_STEP * max(1.0, abs(t))
     rhs(t + step, y, p, f_plus)
     rhs(t - step, y, p, f_minus)
     for i in range(n):
