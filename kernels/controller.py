@@ -22,6 +22,28 @@ FACTOR_NON_FINITE = 0.25
 #: one very accurate step does not inflate the next step's growth
 LOG_ERR_FLOOR = math.log(1e-4)
 
+#: Noise floor of the error norm, relative to ``rms(rtol * |y_new - y| / scale)``.
+#:
+#: The embedded error estimate is a difference of quantities of the size of the step's
+#: increment ``y_new - y``, so it carries rounding noise of about ``c * eps * |y_new - y|``,
+#: ``c`` a few for explicit pairs and tens for Rosenbrock estimates (stage couplings
+#: ``C_ij / h`` of size 100 cancel in them) or for models whose right-hand side cancels large
+#: terms. Scaled like the error, that is ``c * eps / rtol`` times the relative increment
+#: ``rtol * |y_new - y| / scale``. An error norm this close to its noise is not a function of
+#: the parameters: a controller that follows it (the PI formula does, down to error norms of
+#: about 1e-10) makes the step sizes, and with them the solution, jump at rounding level
+#: when a parameter moves by ``sqrt(eps)``, which ruins finite-difference derivatives of
+#: solve() (issue W1-3). Relative noise ``r`` in the error norm moves the step sizes by about
+#: ``r / q`` and the result by about ``rtol * r``, which a finite-difference step of relative
+#: size ``sqrt(eps)`` must not see: ``r`` has to stay below about ``1e-5 * 1e-8 / rtol``. So
+#: the controller ignores error norms below ``NOISE_FLOOR_GAIN * rms(rtol * |dy| / scale)``
+#: (``1e5 * eps / 1e-8`` = 2e-3 times about 5 for ``c``: 1e-2 for a component that changes
+#: by as much as its own size in a step, far less in the middle of a solve, where it
+#: rarely binds) and grows the step by ``FACTOR_MAX`` there, as scipy's I controller does for any
+#: error norm below 6e-6. The floor depends smoothly on the parameters, so the step sequence
+#: does too.
+NOISE_FLOOR_GAIN = 1e-2
+
 
 @njit(cache=True, inline="always")
 def scaled_error_squared(err, y, y_new, atol, rtol):
@@ -37,14 +59,26 @@ def scaled_error_squared(err, y, y_new, atol, rtol):
     return ratio * ratio
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def scaled_rms_norm(err, y, y_new, atol, rtol):
-    """RMS of ``err / (atol + rtol * max(|y|, |y_new|))`` over the components."""
-    n = err.shape[0]
-    total = 0.0
-    for i in range(n):
-        total += scaled_error_squared(err[i].real, y[i].real, y_new[i].real, atol[i], rtol)
-    return math.sqrt(total / n)
+@njit(cache=True, inline="always")
+def scaled_increment_squared(y, y_new, atol, rtol):
+    """``(rtol * (y_new - y) / (atol + rtol * max(|y|, |y_new|)))**2`` for one real
+    component: the step's relative change, whose ``NOISE_FLOOR_GAIN`` multiple is the
+    noise floor of the error norm (zero for an unchanged component, whatever its scale)."""
+    dy = y_new - y
+    if dy == 0.0:
+        return 0.0
+    ratio = rtol * dy / (atol + rtol * max(abs(y), abs(y_new)))
+    return ratio * ratio
+
+
+@njit(cache=True, inline="always")
+def log_noise_floor(increment_squared_sum, n):
+    """``log(NOISE_FLOOR_GAIN * rms(rtol * (y_new - y) / scale))`` from the sum of
+    :func:`scaled_increment_squared` over the ``n`` components (``-inf`` for a step that
+    changed nothing)."""
+    if not increment_squared_sum > 0.0:
+        return -np.inf
+    return math.log(NOISE_FLOOR_GAIN) + 0.5 * math.log(increment_squared_sum / n)
 
 
 @njit(cache=True, error_model="numpy")
@@ -91,34 +125,57 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, atol, rtol, max_step, spa
 
 
 @njit(cache=True, inline="always")
-def pi_step_factor_from_logs(log_err, log_err_previous, error_order, previous_rejected):
-    """:func:`pi_step_factor` from ``log(err_norm)`` and ``log(err_previous)``.
+def pi_step_factor_from_logs(log_err, log_err_previous, error_order, previous_rejected,
+                             log_floor):
+    """:func:`pi_step_factor` from ``log(err_norm)``, ``log(err_previous)`` and the log of
+    the error norm's noise floor (:func:`log_noise_floor`).
 
     The integrators keep the logarithm of the previous error norm, so that a step costs
     one ``log`` and one ``exp`` instead of two ``pow``. ``log_err = -inf`` (a zero error
     norm) gives the largest factor.
     """
-    q = error_order + 1.0
-    factor = SAFETY * math.exp((0.4 * log_err_previous - 0.7 * log_err) / q)
+    if log_err <= log_floor:
+        # The error norm is rounding noise (see NOISE_FLOOR_GAIN): the step is far more
+        # accurate than needed, grow it as much as allowed, independently of the noise.
+        factor = FACTOR_MAX
+    else:
+        q = error_order + 1.0
+        factor = SAFETY * math.exp((0.4 * log_err_previous - 0.7 * log_err) / q)
     if previous_rejected:
         factor = min(factor, 1.0)
     return min(FACTOR_MAX, max(FACTOR_MIN, factor))
 
 
 @njit(cache=True, inline="always")
-def pi_step_factor(err_norm, err_previous, error_order, previous_rejected):
+def remembered_log_err(log_err, log_floor):
+    """The ``log(err_previous)`` the PI controller keeps for the next step: at least
+    ``LOG_ERR_FLOOR``, and at least the noise floor, so that the noise of a step's error
+    norm does not reach the next step's factor through the proportional term either."""
+    return max(log_err, log_floor, LOG_ERR_FLOOR)
+
+
+@njit(cache=True, inline="always")
+def pi_step_factor(err_norm, err_previous, error_order, previous_rejected, noise_floor=0.0):
     """Step-size factor of a PI controller after an accepted step:
     ``SAFETY * err_norm**(-0.7/q) * max(err_previous, 1e-4)**(0.4/q)``, clipped to
-    ``[FACTOR_MIN, FACTOR_MAX]`` (and to at most 1 right after a rejection).
+    ``[FACTOR_MIN, FACTOR_MAX]`` (and to at most 1 right after a rejection); ``FACTOR_MAX``
+    (or 1 after a rejection) when ``err_norm <= noise_floor``, an error norm that is
+    rounding noise (see ``NOISE_FLOOR_GAIN``).
 
     Gains ``0.7/q`` and ``0.4/q`` with ``q`` the order of the error estimate plus one
-    (Gustafsson 1991; Söderlind 2002, "Automatic control and adaptive time-stepping").
-    The integral part alone would oscillate on problems near the stability boundary; the
-    proportional part damps that.
+    (Gustafsson 1991, "Control theoretic techniques for stepsize selection in explicit
+    Runge-Kutta methods", ACM TOMS 17; Söderlind 2002, "Automatic control and adaptive
+    time-stepping", Numer. Algorithms 31). The integral part alone would oscillate on
+    problems near the stability boundary; the proportional part damps that. The design
+    assumes error norms near the target: far below it (Söderlind's "controller saturation")
+    only the limit ``FACTOR_MAX`` should act, which the noise floor makes sure of where the
+    error norm no longer carries information.
     """
     log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+    log_floor = math.log(noise_floor) if noise_floor > 0.0 else -np.inf
     return pi_step_factor_from_logs(
-        log_err, max(math.log(err_previous), LOG_ERR_FLOOR), error_order, previous_rejected
+        log_err, max(math.log(err_previous), LOG_ERR_FLOOR), error_order, previous_rejected,
+        log_floor,
     )
 
 

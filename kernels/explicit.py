@@ -37,12 +37,14 @@ from numba import njit
 from . import status as st
 from .controller import (
     FACTOR_NON_FINITE,
-    LOG_ERR_FLOOR,
     begin_integration,
+    log_noise_floor,
     pi_step_factor_from_logs,
     propose_step,
     reject_step_factor,
+    remembered_log_err,
     scaled_error_squared,
+    scaled_increment_squared,
 )
 from .fnptr import as_rhs
 
@@ -55,8 +57,7 @@ T_STIFF_I = 4
 T_STIFF_J = 5
 T_ORDER = 6
 T_ERROR_ORDER = 7
-T_ADAPTIVE = 8
-T_SIZE = 9
+T_SIZE = 8
 
 #: Hairer's stiffness test: h*|lambda| above this (about the real stability boundary of
 #: 5th-order explicit pairs) in 15 accepted steps without 6 non-stiff ones in a row means
@@ -93,7 +94,6 @@ def pack_tableau(tableau):
     info[T_STIFF_J] = stiff[1]
     info[T_ORDER] = tableau.order
     info[T_ERROR_ORDER] = tableau.embedded_order
-    info[T_ADAPTIVE] = int(tableau.adaptive)
     tab.setflags(write=False)
     info.setflags(write=False)
     return tab, info
@@ -256,9 +256,11 @@ def integrate(
                 work[target, j] = v0
 
     def error_norm(h):
-        """Scaled RMS norm of the error estimate ``h * sum_i b_error[i] * K[i]``
-        (``controller.scaled_rms_norm``, without storing the estimate)."""
+        """Scaled RMS norm of the error estimate ``h * sum_i b_error[i] * K[i]`` (without
+        storing the estimate), and the sum of ``controller.scaled_increment_squared`` over
+        the components, from which the controller finds the norm's noise floor."""
         total = 0.0
+        increments = 0.0
         j = 0
         while j + 1 < n:
             coef = C[row_err, 0]
@@ -274,6 +276,10 @@ def integrate(
             total += scaled_error_squared(
                 (h * acc1).real, y[j + 1].real, y_new[j + 1].real, atol[j + 1], rtol
             )
+            increments += scaled_increment_squared(y[j].real, y_new[j].real, atol[j], rtol)
+            increments += scaled_increment_squared(
+                y[j + 1].real, y_new[j + 1].real, atol[j + 1], rtol
+            )
             j += 2
         if j < n:
             acc0 = C[row_err, 0] * K[0, j]
@@ -282,7 +288,8 @@ def integrate(
             total += scaled_error_squared(
                 (h * acc0).real, y[j].real, y_new[j].real, atol[j], rtol
             )
-        return math.sqrt(total / n)
+            increments += scaled_increment_squared(y[j].real, y_new[j].real, atol[j], rtol)
+        return math.sqrt(total / n), increments
 
     def extra_stages(t, h):
         """The stages used only by the dense output."""
@@ -352,7 +359,7 @@ def integrate(
             combine(row_b, n_stages, h, TO_NEW, 0)
 
         if adaptive:
-            err_norm = error_norm(h)
+            err_norm, increments = error_norm(h)
             if not np.isfinite(err_norm):
                 n_rejected += 1
                 last_reject_nonfinite = True
@@ -366,11 +373,12 @@ def integrate(
                 h_abs *= reject_step_factor(err_norm, error_order)
                 continue
             log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+            log_floor = log_noise_floor(increments, n)
             factor = pi_step_factor_from_logs(
-                log_err, log_err_previous, error_order, previous_rejected
+                log_err, log_err_previous, error_order, previous_rejected, log_floor
             )
-            err_previous = max(err_norm, 1e-4)
-            log_err_previous = max(log_err, LOG_ERR_FLOOR)
+            log_err_previous = remembered_log_err(log_err, log_floor)
+            err_previous = math.exp(log_err_previous)
         else:
             factor = 1.0
             finite = True

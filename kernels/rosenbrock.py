@@ -43,12 +43,14 @@ from numba.np.linalg import _LAPACK
 from . import status as st
 from .controller import (
     FACTOR_NON_FINITE,
-    LOG_ERR_FLOOR,
     begin_integration,
+    log_noise_floor,
     pi_step_factor_from_logs,
     propose_step,
     reject_step_factor,
+    remembered_log_err,
     scaled_error_squared,
+    scaled_increment_squared,
 )
 from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, central_step, state_scale_floor
 from .fnptr import as_jac, as_rhs, as_rhs_complex_time
@@ -450,6 +452,7 @@ def integrate_rosenbrock(
                         U[stage, i] -= lu[j, i] * bj
 
         total = 0.0
+        increments = 0.0
         for j in range(n):
             acc_e = 0.0
             for i in range(s):
@@ -464,6 +467,7 @@ def integrate_rosenbrock(
                     acc_y += tab[i, col_m] * U[i, j]
                 y_new[j] = y[j] + acc_y
             total += scaled_error_squared(acc_e, y[j], y_new[j], atol[j], rtol)
+            increments += scaled_increment_squared(y[j], y_new[j], atol[j], rtol)
         err_norm = math.sqrt(total / n)
 
         if not adaptive:
@@ -490,11 +494,12 @@ def integrate_rosenbrock(
         if adaptive:
             # err_norm == 0 gives log -inf and the largest factor, as in pi_step_factor
             log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
+            log_floor = log_noise_floor(increments, n)
             factor = pi_step_factor_from_logs(
-                log_err, log_err_previous, error_order, previous_rejected
+                log_err, log_err_previous, error_order, previous_rejected, log_floor
             )
-            err_previous = max(err_norm, 1e-4)
-            log_err_previous = max(log_err, LOG_ERR_FLOOR)
+            log_err_previous = remembered_log_err(log_err, log_floor)
+            err_previous = math.exp(log_err_previous)
         else:
             factor = 1.0
 

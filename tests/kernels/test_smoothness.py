@@ -1,0 +1,105 @@
+"""Outputs of solve() are smooth functions of the parameters (issue W1-3, "Rough outputs").
+
+A finite-difference derivative of an output with the usual step ``sqrt(eps) * p`` must not
+see rounding noise in the step-size sequence. The measure: evaluate the output at
+``p * (1 + k * 1.5e-8)``, ``k = 0..7``, take the 7 forward differences and their relative
+spread ``(max - min) / |median|``. scipy's solve_ivp reaches 1e-7..1e-6 on these problems
+(``benchmarks/smoothness.py`` prints the comparison); before the noise floor of the step-size
+controller (``kernels/controller.py``, ``NOISE_FLOOR_GAIN``) paramest's spreads were
+1e-4..1e-1 on Michaelis-Menten, because step sizes followed error norms that were rounding
+noise.
+"""
+
+import numpy as np
+import pytest
+
+import paramest as pe
+
+STEP = 1.5e-8
+
+
+def spread(output, p0, index):
+    """Relative spread of the 7 forward differences of ``output`` along ``p[index]``."""
+    values = []
+    for k in range(8):
+        p = p0.copy()
+        p[index] = p0[index] * (1.0 + k * STEP)
+        values.append(output(p))
+    differences = np.diff(values)
+    return (differences.max() - differences.min()) / abs(np.median(differences))
+
+
+def michaelis_menten(t, y, p, dydt):
+    rate = p[0] * y[0] / (p[1] + y[0])
+    dydt[0] = -rate
+    dydt[1] = rate
+
+
+MM_P = np.array([1.0, 2.0])
+
+
+@pytest.fixture(scope="module")
+def mm_problem():
+    return pe.ODEProblem(michaelis_menten, [10.0, 0.0], (0.0, 10.0), MM_P)
+
+
+# Spreads before / after the fix (rtol=1e-8): Tsit5 2.9e-3 / 1e-7, DP5 2.2e-3 / 1e-7,
+# Vern7 1.5e-4 / 1e-7 at atol=1e-12; Rodas5P 4.6e-2 / 4e-7 at atol=1e-10 (d/dp0); scipy
+# RK45 1.7e-7, BDF 1.5e-6.
+@pytest.mark.parametrize(
+    "method, atol, limit",
+    [
+        ("Tsit5", 1e-12, 1e-5),
+        ("DP5", 1e-12, 1e-5),
+        ("Vern7", 1e-12, 1e-5),
+        ("Tsit5", 1e-10, 1e-5),
+        ("Rodas5P", 1e-10, 2e-5),
+    ],
+)
+def test_michaelis_menten_outputs_are_smooth(mm_problem, method, atol, limit):
+    def product_at_10(p):
+        sol = pe.solve(mm_problem, method, t_eval=[10.0], p=p, rtol=1e-8, atol=atol)
+        assert sol.success
+        return sol.y[1, -1]
+
+    for index in (0, 1):
+        assert spread(product_at_10, MM_P, index) < limit, (method, index)
+
+
+# A stiff signalling cascade: 8 states, rate constants from 1e-5 to 1e5 (the same model as
+# in benchmarks/smoothness.py). L + R <-> C (1e5, 1e2), C internalised (1e-3); C activates
+# A (1e1, back 1e0), Ap phosphorylates B (1e3, back 1e2); X made from Bp and degraded
+# (both 1e2, terms near 100 that nearly cancel) plus a leak from A scaled by 1e-5.
+KINETICS_P = np.array([1e5, 1e2, 1e-3, 1e1, 1.0, 1e3, 1e2, 1e2, 1e2, 1e-5])
+KINETICS_Y0 = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+
+
+def kinetics(t, y, p, dydt):
+    bind = p[0] * y[0] * y[1] - p[1] * y[2]
+    act = p[3] * y[2] * y[3] - p[4] * y[4]
+    phos = p[5] * y[4] * y[5] - p[6] * y[6]
+    dydt[0] = -bind
+    dydt[1] = -bind
+    dydt[2] = bind - p[2] * y[2]
+    dydt[3] = -act
+    dydt[4] = act
+    dydt[5] = -phos
+    dydt[6] = phos
+    dydt[7] = p[7] * y[6] - p[8] * y[7] + p[9] * 1e2 * y[3]
+
+
+@pytest.fixture(scope="module")
+def kinetics_problem():
+    return pe.ODEProblem(kinetics, KINETICS_Y0, (0.0, 10.0), KINETICS_P)
+
+
+# scipy BDF on the same outputs: 3e-6 (Ap, d/dk3) and 3e-6 (X, d/dk5).
+@pytest.mark.parametrize("method", ["auto", "Rodas5P"])
+@pytest.mark.parametrize("output, index", [(4, 3), (7, 5)])
+def test_stiff_kinetics_outputs_are_smooth(kinetics_problem, method, output, index):
+    def value_at_10(p):
+        sol = pe.solve(kinetics_problem, method, t_eval=[10.0], p=p, rtol=1e-8, atol=1e-10)
+        assert sol.success
+        return sol.y[output, -1]
+
+    assert spread(value_at_10, KINETICS_P, index) < 5e-5
