@@ -2,6 +2,10 @@
 
 Negative codes are failures reported to the user; positive codes are internal requests
 from a kernel to its driver (grow a buffer and call again) and never reach a result.
+
+Below are the layouts of the records the kernels read and write. Build the records with
+:mod:`records` (``float_options``, ``int_options``, ``float_state``, ``int_state``), never by
+hand: it fills every entry by keyword, so a record cannot be short.
 """
 
 SUCCESS = 0
@@ -12,6 +16,9 @@ NON_FINITE = -3
 SINGULAR_MATRIX = -4
 #: the Jacobian ``df/dy`` (or ``df/dt``) had a NaN or inf entry
 JACOBIAN_NON_FINITE = -5
+#: the model raised an exception inside compiled code (set by the front end, which sees
+#: it through ``sys.unraisablehook``; a kernel cannot)
+MODEL_EXCEPTION = -6
 
 #: the every-step output buffer is full: the driver grows it and resumes the kernel
 OUTPUT_FULL = 1
@@ -38,8 +45,7 @@ I_PREVIOUS_REJECTED = 11
 I_STIFFNESS_DETECTED = 12
 I_NJEV = 13
 I_NLU = 14
-I_JAC_VALID = 15
-I_SIZE = 16
+I_SIZE = 15
 
 # Layout of the float state record (``fstate``).
 F_T = 0

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import paramest as pe
+from paramest.kernels import records
 from paramest.kernels import status as st
 from paramest.kernels.explicit import integrate, pack_tableau
 from paramest.kernels.tableaus import get_tableau
@@ -18,15 +19,15 @@ def _run(address, y0, p, method, t_eval, rtol=1e-6, atol=1e-8, dt=0.0):
     dtype = np.asarray(y0).dtype
     n = len(y0)
     y = np.array(y0, dtype=dtype)
-    fopts = np.array([0.0, t_eval[-1], rtol, 0.0, np.inf, dt])
-    iopts = np.array([100_000, 0, 0], dtype=np.int64)
+    fopts = records.float_options(0.0, t_eval[-1], rtol, dt=dt)
+    iopts = records.int_options(100_000, save_every_step=False, store_dense=False)
     t_out = np.empty(len(t_eval))
     y_out = np.empty((len(t_eval), n), dtype=dtype)
     empty1, empty2 = np.empty(0), np.empty((0, 0), dtype=dtype)
     empty3 = np.empty((0, 0, 0), dtype=dtype)
     K = np.empty((tab.shape[0], n), dtype=dtype)
-    fstate = np.zeros(st.F_SIZE)
-    istate = np.zeros(st.I_SIZE, dtype=np.int64)
+    fstate = records.float_state()
+    istate = records.int_state()
     code = integrate(address, y, np.array(p, dtype=dtype), np.full(n, atol), fopts, iopts,
                      tab, info, np.asarray(t_eval, dtype=float), t_out, y_out, empty1, empty1,
                      empty2, empty3, K, fstate, istate)
