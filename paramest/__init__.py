@@ -6,6 +6,7 @@ compiled kernels live in :mod:`paramest.kernels`.
 
 __version__ = "0.1.0"
 
+from paramest.compilation import precompile
 from paramest.errors import ComplexStepWarning, ModelError
 from paramest.problems import ODEProblem
 from paramest.solution import DenseOutput, Solution
@@ -18,6 +19,7 @@ __all__ = [
     "ModelError",
     "ODEProblem",
     "Solution",
+    "precompile",
     "solve",
     "__version__",
 ]
