@@ -1,6 +1,7 @@
 """Problem descriptions: immutable, validated on construction."""
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -9,9 +10,60 @@ from paramest.model import compile_model
 __all__ = ["ODEProblem"]
 
 
-def as_vector(value, name, *, allow_empty=False, size=None):
+def _labelled(value):
+    """``(labels, values)`` when ``value`` carries labels (a dict, or a pandas Series whose
+    index is not just 0, 1, 2, ...), else None. pandas is not imported for this."""
+    if isinstance(value, Mapping):
+        return list(value.keys()), list(value.values())
+    if type(value).__module__.partition(".")[0] == "pandas" and getattr(value, "ndim", 0) == 1:
+        labels = list(value.index)
+        if labels == list(range(len(labels))):
+            return None
+        return labels, list(value.to_numpy())
+    return None
+
+
+def _aligned(value, name, labels, labels_arg):
+    """``value`` in the order of ``labels`` when it is given by label."""
+    labelled = _labelled(value)
+    if labelled is None:
+        return value
+    keys, values = labelled
+    shown = ", ".join(repr(k) for k in keys[:8]) + (", ..." if len(keys) > 8 else "")
+    if labels is None:
+        raise ValueError(
+            f"`{name}` is given by label ({shown}) but the problem has no `{labels_arg}`, so "
+            f"the labels cannot be matched to positions: pass `{labels_arg}` to ODEProblem, "
+            f"or give `{name}` as a plain sequence in the model's order"
+        )
+    labels = list(labels)
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"`{name}` has repeated labels: {shown}")
+    missing = [label for label in labels if label not in keys]
+    unknown = [key for key in keys if key not in labels]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(repr(x) for x in missing))
+        if unknown:
+            parts.append("not in `" + labels_arg + "`: " + ", ".join(repr(x) for x in unknown))
+        raise ValueError(
+            f"`{name}` is given by label and its labels must be exactly `{labels_arg}` "
+            f"({', '.join(labels)}); " + "; ".join(parts)
+        )
+    position = {key: i for i, key in enumerate(keys)}
+    return [values[position[label]] for label in labels]
+
+
+def as_vector(value, name, *, allow_empty=False, size=None, labels=None, labels_arg=None):
     """``value`` as a read-only 1-D float64 array of finite numbers, or a ValueError that
-    names the argument."""
+    names the argument.
+
+    A dict or a labelled pandas Series is put in the order of ``labels`` (the problem's
+    ``state_names`` or ``param_names``, named ``labels_arg`` in messages); without labels
+    it is refused rather than read by position.
+    """
+    value = _aligned(value, name, labels, labels_arg)
     try:
         array = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -46,6 +98,13 @@ def _as_t_span(t_span):
     return (t0, t1)
 
 
+def _names_list(names):
+    # the names as given, for matching labels before they are validated (strings only)
+    if names is None or isinstance(names, str):
+        return None
+    return [str(x) for x in names]
+
+
 def _as_names(names, name, size):
     if names is None:
         return None
@@ -70,6 +129,12 @@ class ODEProblem:
     turns indexing past the end of ``y``, ``p`` or ``dydt``, non-finite or unassigned
     output, and code Numba cannot compile into clear errors before any solve.
 
+    Numba freezes the values ``fun`` reads from outside its arguments (module-level
+    numbers and arrays, closure variables, helper functions) into the compiled code. The
+    problem is compiled with the values current at construction (a hash of them names the
+    compiled version, on disk too), and :func:`paramest.solve` refuses to run it once one
+    of them has been rebound or changed in place. Pass values that vary through ``p``.
+
     Parameters
     ----------
     fun : callable
@@ -77,12 +142,14 @@ class ODEProblem:
         function in the subset of Python and NumPy that Numba compiles; no decorator needed.
         For complex-step derivatives avoid ``abs``, ``np.sign``, ``min``/``max`` and
         comparisons on the state (branch on ``y[i].real`` instead).
-    y0 : array_like, shape (n,)
-        Initial state at ``t_span[0]``.
+    y0 : array_like, shape (n,), or dict / pandas Series
+        Initial state at ``t_span[0]``. Values given by label (a dict or a labelled
+        Series) are put in the order of ``state_names``, which they then require.
     t_span : (float, float)
         Start and end of the integration; ``t_end < t0`` integrates backwards.
-    p : array_like, shape (n_params,), optional
-        Parameters passed to ``fun``; an empty vector when omitted.
+    p : array_like, shape (n_params,), or dict / pandas Series, optional
+        Parameters passed to ``fun``; an empty vector when omitted. By label, as for
+        ``y0``, with ``param_names``.
     jac : callable, optional
         ``jac(t, y, p, J)`` filling the (n, n) Jacobian ``df/dy``; checked against the
         model's own derivative.
@@ -132,8 +199,9 @@ class ODEProblem:
             raise TypeError(
                 f"`fun` must be a callable fun(t, y, p, dydt), got {type(fun).__name__}"
             )
-        y0 = as_vector(y0, "y0")
-        p = as_vector([] if p is None else p, "p", allow_empty=True)
+        y0 = as_vector(y0, "y0", labels=_names_list(state_names), labels_arg="state_names")
+        p = as_vector([] if p is None else p, "p", allow_empty=True,
+                      labels=_names_list(param_names), labels_arg="param_names")
         t_span = _as_t_span(t_span)
         state_names = _as_names(state_names, "state_names", y0.size)
         param_names = _as_names(param_names, "param_names", p.size)
@@ -179,8 +247,13 @@ class ODEProblem:
         array([2.])
         """
         new = object.__new__(ODEProblem)
-        y0 = self.y0 if y0 is None else as_vector(y0, "y0", size=self.n_states)
-        p = self.p if p is None else as_vector(p, "p", allow_empty=True, size=self.n_params)
+        y0 = self.y0 if y0 is None else as_vector(
+            y0, "y0", size=self.n_states, labels=self.state_names, labels_arg="state_names"
+        )
+        p = self.p if p is None else as_vector(
+            p, "p", allow_empty=True, size=self.n_params, labels=self.param_names,
+            labels_arg="param_names",
+        )
         t_span = self.t_span if t_span is None else _as_t_span(t_span)
         new._set(
             self.fun, y0, t_span, p, self.jac, self.jac_p, self.state_names,

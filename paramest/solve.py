@@ -3,13 +3,22 @@
 import math
 import numbers
 import operator
+import sys
 import warnings
 
 import numpy as np
 
-from paramest.errors import ComplexStepWarning
+from paramest.errors import ComplexStepWarning, ModelError
+from paramest.fingerprint import first_change
 from paramest.kernels import status as st
 from paramest.kernels.explicit import integrate, pack_tableau
+from paramest.kernels.records import (
+    float_options,
+    float_state,
+    int_options,
+    int_options_fields,
+    int_state,
+)
 from paramest.kernels.rosenbrock import (
     A_JAC,
     A_RHS,
@@ -29,6 +38,7 @@ from paramest.kernels.validation import (
     TIMES_OUTSIDE,
     check_times,
 )
+from paramest.model import MODEL_EXCEPTIONS, describe_model_exception, record_model_exception
 from paramest.problems import ODEProblem, as_vector
 from paramest.solution import DenseOutput, Solution
 
@@ -202,6 +212,11 @@ def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_n
             "conservation law or algebraic constraint written so that J is singular for "
             "every step size). Check the model near that t, or pass an exact `jac`."
         )
+    if code == st.MODEL_EXCEPTION:
+        return (
+            f"The solve is invalid: {describe_model_exception(MODEL_EXCEPTIONS.first)} The "
+            f"integration went on to t={t:.6g} with the output the model left unfinished."
+        )
     if code == st.JACOBIAN_NON_FINITE:
         return (
             f"The Jacobian df/dy (or df/dt) of the model has a NaN or inf entry at "
@@ -210,6 +225,19 @@ def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_n
             "near that t; a user `jac` must return finite values."
         )
     return f"Unexpected solver status {code} at t={t:.6g}."  # pragma: no cover
+
+
+def _check_not_stale(model):
+    """Refuse to solve with a model compiled from values that have changed since."""
+    change = first_change(model.watches)
+    if change is not None:
+        raise ModelError(
+            f"The model was compiled when its ODEProblem was made, and since then {change}. "
+            "Numba freezes the values a model reads from outside its arguments into the "
+            "compiled code, so solving now would use the old value. Make a new ODEProblem "
+            "(it compiles with the current values), or pass the value through the "
+            "parameter vector `p`, which can change between solves without recompiling."
+        )
 
 
 def _grow(array, capacity):
@@ -257,24 +285,15 @@ def _validated_options(method, rtol, atol, first_step, max_step, max_steps, dens
         ) from None
     if max_steps < 1:
         raise ValueError(f"`max_steps` must be at least 1, got {max_steps}")
-    fopts = np.empty(st.O_SIZE)
-    fopts[st.O_T0] = t0
-    fopts[st.O_T_END] = t_end
-    fopts[st.O_RTOL] = rtol
-    fopts[st.O_FIRST_STEP] = first
-    fopts[st.O_MAX_STEP] = max_step
-    fopts[st.O_DT] = dt_value
-    iopts = []
-    for save_every_step in (True, False):
-        record = np.empty(st.IO_SIZE, dtype=np.int64)
-        record[st.IO_MAX_STEPS] = max_steps
-        record[st.IO_SAVE_EVERY_STEP] = save_every_step
-        record[st.IO_STORE_DENSE] = bool(dense_output)
-        record[st.IO_SWITCH] = entry.kind == "auto"
-        record[st.IO_JAC_MODE] = st.JAC_COMPLEX_STEP
-        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_COMPLEX_STEP
-        iopts.append(record)
-    return entry, atol_vector, fopts, tuple(iopts)
+    fopts = float_options(t0, t_end, rtol, first_step=first, max_step=max_step, dt=dt_value)
+    iopts = tuple(
+        int_options(
+            max_steps, save_every_step=save_every_step, store_dense=bool(dense_output),
+            switch=entry.kind == "auto",
+        )
+        for save_every_step in (True, False)
+    )
+    return entry, atol_vector, fopts, iopts
 
 
 class _Run:
@@ -313,13 +332,12 @@ def _new_rosenbrock_setup(model, y, params, t0, iopts):
     addresses[A_JAC] = model.jac_address
     if not model.autonomous:
         addresses[A_RHS_COMPLEX_TIME] = model.time_derivative_address(t0, y, params)
-    record = iopts.copy()
     if model.jac_address:
-        record[st.IO_JAC_MODE] = st.JAC_USER
+        jac_mode = st.JAC_USER
     elif model.complex_step_safe:
-        record[st.IO_JAC_MODE] = st.JAC_COMPLEX_STEP
+        jac_mode = st.JAC_COMPLEX_STEP
     else:
-        record[st.IO_JAC_MODE] = st.JAC_CENTRAL
+        jac_mode = st.JAC_CENTRAL
         if not model.central_jacobian_warned:
             model.central_jacobian_warned = True
             warnings.warn(
@@ -331,11 +349,14 @@ def _new_rosenbrock_setup(model, y, params, t0, iopts):
                 stacklevel=3,
             )
     if model.autonomous:
-        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_ZERO
+        time_mode = st.TIME_DERIVATIVE_ZERO
     elif addresses[A_RHS_COMPLEX_TIME]:
-        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_COMPLEX_STEP
+        time_mode = st.TIME_DERIVATIVE_COMPLEX_STEP
     else:
-        record[st.IO_TIME_MODE] = st.TIME_DERIVATIVE_CENTRAL
+        time_mode = st.TIME_DERIVATIVE_CENTRAL
+    record = int_options(
+        **{**int_options_fields(iopts), "jac_mode": jac_mode, "time_mode": time_mode}
+    )
     return addresses, record
 
 
@@ -518,6 +539,8 @@ def solve(
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
     model = problem.model
+    if model.watches:
+        _check_not_stale(model)
     n = problem.y0.shape[0]
     t0, t_end = problem.t_span
     # Validated option records are reused for repeated calls with the same options (as in a
@@ -537,11 +560,15 @@ def solve(
                 _OPTIONS_CACHE.clear()
             _OPTIONS_CACHE[key] = cached
     entry, atol, fopts, iopts_template = cached
-    y = problem.y0.copy() if y0 is None else as_vector(y0, "y0", size=n).copy()
+    y = problem.y0.copy() if y0 is None else as_vector(
+        y0, "y0", size=n, labels=problem.state_names, labels_arg="state_names"
+    ).copy()
     # A private writable copy: the model receives it as a plain array and may not alter
     # the problem's parameters.
-    params = (problem.p if p is None else as_vector(p, "p", allow_empty=True,
-                                                     size=model.n_params)).copy()
+    params = (problem.p if p is None else as_vector(
+        p, "p", allow_empty=True, size=model.n_params, labels=problem.param_names,
+        labels_arg="param_names",
+    )).copy()
     save_every_step = t_eval is None
     iopts = iopts_template[0] if save_every_step else iopts_template[1]
     dt_value = fopts[st.O_DT]
@@ -557,8 +584,8 @@ def solve(
     run = _Run()
     run.t_out = np.empty(capacity)
     run.y_out = np.empty((capacity, n))
-    run.fstate = np.zeros(st.F_SIZE)
-    run.istate = np.zeros(st.I_SIZE, dtype=np.int64)
+    run.fstate = float_state()
+    run.istate = int_state()
     run.segments = []
 
     # One method, or "auto" until its first switch: no bookkeeping for switches.
@@ -567,12 +594,23 @@ def solve(
         n, active.s_total, dense_output
     )
     K = np.empty((active.s_total, n))
-    code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
-    switches = _NO_SWITCHES
-    if code == st.SWITCH_TO_STIFF:
-        code, switches, active = _switch_methods(
-            code, active, model, y, params, atol, fopts, iopts, times, run, dense_output
-        )
+    # An exception inside a compiled model can only be printed by Numba's wrapper; the hook
+    # counts it instead, and the solve reports it (see model.record_model_exception).
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = record_model_exception
+    exceptions_before = MODEL_EXCEPTIONS.count
+    MODEL_EXCEPTIONS.first = None
+    try:
+        code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
+        switches = _NO_SWITCHES
+        if code == st.SWITCH_TO_STIFF:
+            code, switches, active = _switch_methods(
+                code, active, model, y, params, atol, fopts, iopts, times, run, dense_output
+            )
+    finally:
+        sys.unraisablehook = previous_hook
+    if MODEL_EXCEPTIONS.count != exceptions_before:
+        code = st.MODEL_EXCEPTION
     if dense_output:
         _close_segment(run, active)
 
