@@ -103,3 +103,10 @@ def test_stiff_kinetics_outputs_are_smooth(kinetics_problem, method, output, ind
         return sol.y[output, -1]
 
     assert spread(value_at_10, KINETICS_P, index) < 5e-5
+
+
+def test_the_cascade_keeps_complex_step_jacobians(kinetics_problem):
+    # Its X equation sums terms near 100 with one scaled by 1e-5: the model check once
+    # called it "not complex-step safe" from noisy differences, and its stiff solves then
+    # used difference Jacobians, a source of rough outputs of their own.
+    assert kinetics_problem.complex_step_safe
