@@ -121,3 +121,35 @@ def lotka_volterra_reference(t_eval):
 
 def linear_exact(matrix, y0, t):
     return np.column_stack([expm(matrix * ti) @ y0 for ti in np.atleast_1d(t)])
+
+
+def michaelis_menten(t, y, p, dydt):
+    # S' = -k S / (K + S), P' = k S / (K + S): used for the smoothness of outputs in p
+    rate = p[0] * y[0] / (p[1] + y[0])
+    dydt[0] = -rate
+    dydt[1] = rate
+
+
+MM_P = np.array([1.0, 2.0])
+MM_Y0 = np.array([10.0, 0.0])
+
+# A stiff signalling cascade, 8 states, rate constants from 1e-5 to 1e5: L + R <-> C (1e5,
+# 1e2), C internalised (1e-3); C activates A (1e1, back 1e0), Ap phosphorylates B (1e3, back
+# 1e2); X made from Bp and degraded (both 1e2: terms near 100 that nearly cancel) plus a
+# leak from A scaled by 1e-5.
+KINETICS_P = np.array([1e5, 1e2, 1e-3, 1e1, 1.0, 1e3, 1e2, 1e2, 1e2, 1e-5])
+KINETICS_Y0 = np.array([1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+
+
+def kinetics(t, y, p, dydt):
+    bind = p[0] * y[0] * y[1] - p[1] * y[2]
+    act = p[3] * y[2] * y[3] - p[4] * y[4]
+    phos = p[5] * y[4] * y[5] - p[6] * y[6]
+    dydt[0] = -bind
+    dydt[1] = -bind
+    dydt[2] = bind - p[2] * y[2]
+    dydt[3] = -act
+    dydt[4] = act
+    dydt[5] = -phos
+    dydt[6] = phos
+    dydt[7] = p[7] * y[6] - p[8] * y[7] + p[9] * 1e2 * y[3]
