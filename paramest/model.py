@@ -272,8 +272,10 @@ def _compile_error(arg_name, py_func, exc):
 _NON_ANALYTIC = (
     "abs", "absolute", "fabs", "sign", "conj", "conjugate", "angle", "floor", "ceil",
     "round", "rint", "trunc", "fix", "mod", "fmod", "remainder", "maximum", "minimum",
-    "fmax", "fmin", "max", "min", "clip", "heaviside", "real", "imag",
+    "fmax", "fmin", "max", "min", "clip", "heaviside",
 )
+#: how Numba names a comparison it cannot do on complex numbers
+_COMPARISON = re.compile(r"built-in function (gt|lt|ge|le)>|operator\.(gt|lt|ge|le)\b")
 
 
 def _names_in_code(py_func):
@@ -298,7 +300,7 @@ def _compile_cause(py_func, exc, complex_build):
         )
     if not complex_build:
         return ""
-    if "gt" in text or "lt(" in text or "ge(" in text or "le(" in text or (
+    if _COMPARISON.search(text) or (
         "lowering" in text and ("max" in names or "min" in names)
     ):
         return (
@@ -321,7 +323,11 @@ def _compile_cause(py_func, exc, complex_build):
             "arrays with the state's dtype, e.g. `np.zeros(n, dtype=y.dtype)` or "
             "`np.empty_like(y)`."
         )
-    return ""
+    return (
+        "The complex step runs the model on complex numbers: use NumPy functions, no "
+        "comparisons on the state, work arrays with `dtype=y.dtype`; or pass `jac=` to "
+        "ODEProblem."
+    )
 
 
 class _ModelExceptions:
