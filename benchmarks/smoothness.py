@@ -44,11 +44,13 @@ from tests.problems import (  # noqa: E402
     KINETICS_Y0,
     MM_P,
     MM_Y0,
+    SPREAD_STEP,
+    forward_difference_spread,
     kinetics,
     michaelis_menten,
 )
 
-STEP = 1.5e-8
+STEP = SPREAD_STEP
 RTOL = 1e-8
 PARAMEST_METHODS = ("Tsit5", "DP5", "Vern7", "Rodas5P", "auto")
 SCIPY_METHODS = ("RK45", "DOP853", "BDF", "LSODA")
@@ -65,15 +67,7 @@ def numpy_form(fun: Callable[..., None], n: int) -> Callable[..., np.ndarray]:
 
 # --- measures -------------------------------------------------------------------
 
-def spread(output: Callable[[np.ndarray], float], p0: np.ndarray, index: int) -> float:
-    values = []
-    for k in range(8):
-        p = p0.copy()
-        p[index] = p0[index] * (1.0 + k * STEP)
-        values.append(output(p))
-    d = np.diff(values)
-    median = abs(float(np.median(d)))
-    return float((d.max() - d.min()) / median) if median > 0.0 else float("inf")
+spread = forward_difference_spread
 
 
 def paramest_output(pe: Any, problem: Any, method: str, t_end: float, state: int,

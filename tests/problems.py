@@ -153,3 +153,25 @@ def kinetics(t, y, p, dydt):
     dydt[5] = -phos
     dydt[6] = phos
     dydt[7] = p[7] * y[6] - p[8] * y[7] + p[9] * 1e2 * y[3]
+
+
+#: relative parameter step of the smoothness measure (about sqrt(eps), as finite
+#: differences use)
+SPREAD_STEP = 1.5e-8
+
+
+def forward_difference_spread(output, p0, index):
+    """Relative spread ``(max - min) / |median|`` of the 7 forward differences of
+    ``output(p)`` along ``p[index]`` at ``p0 * (1 + k * SPREAD_STEP)``, ``k = 0..7``: how
+    far an output is from smooth at the scale finite-difference derivatives look at
+    (inf when the median difference is zero)."""
+    values = []
+    for k in range(8):
+        p = p0.copy()
+        p[index] = p0[index] * (1.0 + k * SPREAD_STEP)
+        values.append(output(p))
+    differences = np.diff(values)
+    median = abs(float(np.median(differences)))
+    if median == 0.0:
+        return float("inf")
+    return float((differences.max() - differences.min()) / median)

@@ -10,24 +10,19 @@ controller (``kernels/controller.py``, ``NOISE_FLOOR_GAIN``) paramest's spreads 
 noise.
 """
 
-import numpy as np
 import pytest
 
 import paramest as pe
-from tests.problems import KINETICS_P, KINETICS_Y0, MM_P, kinetics, michaelis_menten
+from tests.problems import (
+    KINETICS_P,
+    KINETICS_Y0,
+    MM_P,
+    forward_difference_spread,
+    kinetics,
+    michaelis_menten,
+)
 
-STEP = 1.5e-8
-
-
-def spread(output, p0, index):
-    """Relative spread of the 7 forward differences of ``output`` along ``p[index]``."""
-    values = []
-    for k in range(8):
-        p = p0.copy()
-        p[index] = p0[index] * (1.0 + k * STEP)
-        values.append(output(p))
-    differences = np.diff(values)
-    return (differences.max() - differences.min()) / abs(np.median(differences))
+spread = forward_difference_spread
 
 
 @pytest.fixture(scope="module")
