@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from . import status as st
+from .fields import field_rhs
 
 #: scipy's controller defaults (safety factor, smallest and largest step change)
 SAFETY = 0.9
@@ -82,8 +83,7 @@ def log_noise_floor(increment_squared_sum, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _scaled_rms(v, y, atol, rtol):
-    n = v.shape[0]
+def _scaled_rms(v, y, atol, rtol, n):
     total = 0.0
     for i in range(n):
         e = v[i].real
@@ -94,13 +94,15 @@ def _scaled_rms(v, y, atol, rtol):
 
 
 @njit(cache=True, error_model="numpy")
-def initial_step(rhs, t0, y0, f0, p, direction, order, atol, rtol, max_step, span, y1, f1):
+def initial_step(field, ws, t0, y0, f0, p, direction, order, atol, rtol, max_step, span,
+                 n_error, y1, f1):
     """Starting step size by Hairer's algorithm (Hairer, Nørsett & Wanner, Solving ODEs I,
     Sec. II.4): the step for which an explicit Euler step would make a local error of about
-    the tolerance, limited by the growth of ``f``. Costs one evaluation of ``fun``;
-    ``y1`` and ``f1`` are work arrays."""
-    d0 = _scaled_rms(y0, y0, atol, rtol)
-    d1 = _scaled_rms(f0, y0, atol, rtol)
+    the tolerance, limited by the growth of ``f``, measured on the first ``n_error``
+    components (those under error control). Costs one evaluation of the field (see
+    :mod:`fields`); ``y1`` and ``f1`` are work arrays."""
+    d0 = _scaled_rms(y0, y0, atol, rtol, n_error)
+    d1 = _scaled_rms(f0, y0, atol, rtol, n_error)
     if d0 < 1e-5 or d1 < 1e-5:
         h0 = 1e-6
     else:
@@ -109,10 +111,10 @@ def initial_step(rhs, t0, y0, f0, p, direction, order, atol, rtol, max_step, spa
     n = y0.shape[0]
     for i in range(n):
         y1[i] = y0[i] + direction * h0 * f0[i]
-    rhs(t0 + direction * h0, y1, p, f1)
+    field_rhs(field, ws, t0 + direction * h0, y1, p, f1)
     for i in range(n):
         y1[i] = f1[i] - f0[i]
-    d2 = _scaled_rms(y1, y0, atol, rtol) / h0
+    d2 = _scaled_rms(y1, y0, atol, rtol, n_error) / h0
     if not np.isfinite(d2):
         # The derivative is not finite a small step away: start small and let the
         # controller report the failure where it happens.
@@ -187,8 +189,8 @@ def reject_step_factor(err_norm, error_order):
 
 
 @njit(cache=True, error_model="numpy")
-def begin_integration(rhs, y, p, f0, atol, fopts, iopts, order, t_out, y_out, work_a, work_b,
-                      fstate, istate):
+def begin_integration(field, ws, y, p, f0, atol, fopts, iopts, order, n_error, t_out, y_out,
+                      work_a, work_b, fstate, istate):
     """The first call of an integrator: evaluate ``f0 = f(t0, y0)``, record ``t0`` as the
     first output when every step is saved, and choose the first step (``dt``, the user's
     ``first_step`` or :func:`initial_step`). Fills the resumable records (``status.F_*``,
@@ -201,7 +203,7 @@ def begin_integration(rhs, y, p, f0, atol, fopts, iopts, order, t_out, y_out, wo
     istate[st.I_STARTED] = 1
     fstate[st.F_T] = t0
     fstate[st.F_ERR_PREVIOUS] = 1.0
-    rhs(t0, y, p, f0)
+    field_rhs(field, ws, t0, y, p, f0)
     istate[st.I_NFEV] += 1
     istate[st.I_K0_VALID] = 1
     if iopts[st.IO_SAVE_EVERY_STEP] != 0:
@@ -221,8 +223,8 @@ def begin_integration(rhs, y, p, f0, atol, fopts, iopts, order, t_out, y_out, wo
     else:
         direction = 1.0 if t_end > t0 else -1.0
         h = initial_step(
-            rhs, t0, y, f0, p, direction, order, atol, fopts[st.O_RTOL], fopts[st.O_MAX_STEP],
-            abs(t_end - t0), work_a, work_b,
+            field, ws, t0, y, f0, p, direction, order, atol, fopts[st.O_RTOL],
+            fopts[st.O_MAX_STEP], abs(t_end - t0), n_error, work_a, work_b,
         )
         istate[st.I_NFEV] += 1
     fstate[st.F_H] = h

@@ -2,7 +2,7 @@
 
 The complex step (Squire & Trapp, SIAM Review 40, 1998; Martins, Sturdza & Alonso, ACM TOMS
 29, 2003): for a model compiled for complex128,
-``Im f(y + i*h*v, p + i*h*w) / h = J_y v + J_p w`` up to rounding, with ``h = 1e-30``, since
+``Im f(y + i*h*v, p + i*h*w) / h = J_y v + J_p w`` up to rounding, with ``h = 2**-100``, since
 there is no subtraction to lose digits in. Central differences are kept for models that are
 not complex-step safe (``abs``, ``sign``, ``conj`` on the state) and as a test oracle.
 """
@@ -10,17 +10,18 @@ not complex-step safe (``abs``, ``sign``, ``conj`` on the state) and as a test o
 import numpy as np
 from numba import njit
 
-from .fnptr import as_rhs, as_rhs_complex_time
+from .fnptr import call_model
 
-#: complex-step size: far below any perturbation that could change the real part
-COMPLEX_STEP = 1e-30
+#: complex-step size (about 7.9e-31): far below any perturbation that could change the real
+#: part, and a power of two, so that dividing by it is an exact multiplication
+COMPLEX_STEP = 2.0**-100
+INVERSE_COMPLEX_STEP = 2.0**100
 
 
 @njit(cache=True)
 def jacobians_complex_step(address_complex, t, y, p, jac_y, jac_p):
     """Fill ``jac_y`` (n, n) and ``jac_p`` (n, n_p) with ``df/dy`` and ``df/dp`` by the
     complex step: one complex evaluation of the model per column."""
-    rhs = as_rhs(address_complex, np.empty(1, dtype=np.complex128))
     n = y.shape[0]
     n_p = p.shape[0]
     yc = np.empty(n, dtype=np.complex128)
@@ -32,13 +33,13 @@ def jacobians_complex_step(address_complex, t, y, p, jac_y, jac_p):
         pc[i] = p[i]
     for col in range(n):
         yc[col] = y[col] + 1j * COMPLEX_STEP
-        rhs(t, yc, pc, out)
+        call_model(address_complex, t, yc, pc, out)
         yc[col] = y[col]
         for row in range(n):
             jac_y[row, col] = out[row].imag / COMPLEX_STEP
     for col in range(n_p):
         pc[col] = p[col] + 1j * COMPLEX_STEP
-        rhs(t, yc, pc, out)
+        call_model(address_complex, t, yc, pc, out)
         pc[col] = p[col]
         for row in range(n):
             jac_p[row, col] = out[row].imag / COMPLEX_STEP
@@ -75,7 +76,6 @@ def jacobians_central(address, t, y, p, jac_y, jac_p):
     ``max(|y_i|, 1e-3 * max|y|)`` for a state, so that a state that is tiny but not zero
     (``3.7e-33``) is not stepped by a difference that rounds away.
     """
-    rhs = as_rhs(address, y)
     n = y.shape[0]
     n_p = p.shape[0]
     floor = state_scale_floor(y)
@@ -86,18 +86,18 @@ def jacobians_central(address, t, y, p, jac_y, jac_p):
     for col in range(n):
         step = central_step(y[col], floor)
         yw[col] = y[col] + step
-        rhs(t, yw, pw, f_plus)
+        call_model(address, t, yw, pw, f_plus)
         yw[col] = y[col] - step
-        rhs(t, yw, pw, f_minus)
+        call_model(address, t, yw, pw, f_minus)
         yw[col] = y[col]
         for row in range(n):
             jac_y[row, col] = (f_plus[row] - f_minus[row]) / (2.0 * step)
     for col in range(n_p):
         step = central_step(p[col], 0.0)
         pw[col] = p[col] + step
-        rhs(t, yw, pw, f_plus)
+        call_model(address, t, yw, pw, f_plus)
         pw[col] = p[col] - step
-        rhs(t, yw, pw, f_minus)
+        call_model(address, t, yw, pw, f_minus)
         pw[col] = p[col]
         for row in range(n):
             jac_p[row, col] = (f_plus[row] - f_minus[row]) / (2.0 * step)
@@ -106,14 +106,12 @@ def jacobians_central(address, t, y, p, jac_y, jac_p):
 @njit(cache=True)
 def evaluate_model(address, t, y, p, out):
     """Call the model at ``address`` once (used by the model check from Python)."""
-    rhs = as_rhs(address, y)
-    rhs(t, y, p, out)
+    call_model(address, t, y, p, out)
 
 
 @njit(cache=True)
 def time_derivative_complex_step(address_complex_time, t, y, p, out):
     """``df/dt`` by the complex step in ``t``, with the model compiled for complex ``t``."""
-    rhs = as_rhs_complex_time(address_complex_time)
     n = y.shape[0]
     yc = np.empty(n, dtype=np.complex128)
     pc = np.empty(p.shape[0], dtype=np.complex128)
@@ -122,7 +120,7 @@ def time_derivative_complex_step(address_complex_time, t, y, p, out):
         yc[i] = y[i]
     for i in range(p.shape[0]):
         pc[i] = p[i]
-    rhs(t + 1j * COMPLEX_STEP, yc, pc, values)
+    call_model(address_complex_time, t + 1j * COMPLEX_STEP, yc, pc, values)
     for i in range(n):
         out[i] = values[i].imag / COMPLEX_STEP
 
@@ -130,12 +128,11 @@ def time_derivative_complex_step(address_complex_time, t, y, p, out):
 @njit(cache=True)
 def time_derivative_central(address, t, y, p, out):
     """``df/dt`` by central differences (step ``eps**(1/3) * max(1, |t|)``)."""
-    rhs = as_rhs(address, y)
     n = y.shape[0]
     f_plus = np.empty(n)
     f_minus = np.empty(n)
     step = CENTRAL_BASE_STEP * max(1.0, abs(t))
-    rhs(t + step, y, p, f_plus)
-    rhs(t - step, y, p, f_minus)
+    call_model(address, t + step, y, p, f_plus)
+    call_model(address, t - step, y, p, f_minus)
     for i in range(n):
         out[i] = (f_plus[i] - f_minus[i]) / (2.0 * step)

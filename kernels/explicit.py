@@ -36,17 +36,25 @@ from numba import njit
 
 from . import status as st
 from .controller import (
-    FACTOR_NON_FINITE,
     begin_integration,
-    log_noise_floor,
-    pi_step_factor_from_logs,
     propose_step,
-    reject_step_factor,
-    remembered_log_err,
     scaled_error_squared,
     scaled_increment_squared,
 )
-from .fnptr import as_rhs
+from .fields import field_base_size, field_error_size, field_rhs, field_workspace
+from .stepping import (
+    all_finite,
+    judge_step,
+    keep_alive,
+    load_state,
+    loop_head_status,
+    output_due,
+    read_options,
+    save_output,
+    save_state,
+    store_dense_step,
+    unmanaged,
+)
 
 # Layout of the packed tableau info record (``tab_info``).
 T_N_STAGES = 0
@@ -100,29 +108,34 @@ def pack_tableau(tableau):
 
 
 @njit(cache=True, inline="always")
-def _stiffness_h_lambda(K, tab, stage_i, stage_j):
+def _stiffness_h_lambda(K, tab, stage_i, stage_j, n_error, block):
     # h*|lambda| ~ h * |k_i - k_j| / |Y_i - Y_j| and Y_i - Y_j = h * sum_l (a_il - a_jl) k_l,
-    # so h cancels (``tab[:, :s]`` is A)
-    n = K.shape[1]
-    num = 0.0
-    den = 0.0
-    for j in range(n):
-        dk = (K[stage_i, j] - K[stage_j, j]).real
-        dy = 0.0
-        for l in range(max(stage_i, stage_j)):
-            dy += (tab[stage_i, l] - tab[stage_j, l]) * K[l, j].real
-        num += dk * dk
-        den += dy * dy
-    if den <= 0.0:
-        return 0.0
-    return math.sqrt(num / den)
+    # so h cancels (``tab[:, :s]`` is A). Over the components under error control (they
+    # limit the step), block by block: the model's states and each sensitivity column share
+    # one Jacobian, so each block's quotient bounds its spectral radius from below and the
+    # largest is the estimate (one norm over all blocks would let a large, smooth
+    # sensitivity dilute the stiff component).
+    largest = 0.0
+    for start in range(0, n_error, block):
+        num = 0.0
+        den = 0.0
+        for j in range(start, start + block):
+            dk = (K[stage_i, j] - K[stage_j, j]).real
+            dy = 0.0
+            for l in range(max(stage_i, stage_j)):
+                dy += (tab[stage_i, l] - tab[stage_j, l]) * K[l, j].real
+            num += dk * dk
+            den += dy * dy
+        if den > 0.0:
+            largest = max(largest, math.sqrt(num / den))
+    return largest
 
 
 # ``error_model="numpy"``: IEEE division, so no zero-divisor checks in the step loop; an error
 # scale of zero (possible with ``atol = 0``) gives a non-finite error norm instead of raising.
 @njit(cache=True, error_model="numpy")
 def integrate(
-    rhs_address,
+    field,
     y,
     p,
     atol,
@@ -141,25 +154,26 @@ def integrate(
     fstate,
     istate,
 ):
-    """Integrate ``y' = fun(t, y, p)`` from ``fopts[O_T0]`` towards ``fopts[O_T_END]``.
+    """Integrate the vector field ``field`` from ``fopts[O_T0]`` towards ``fopts[O_T_END]``.
 
     Parameters
     ----------
-    rhs_address : int
-        Address of the model compiled as a cfunc for ``y``'s dtype.
-    y : (n,) float64 or complex128
+    field : tuple
+        What to integrate (:mod:`fields`): ``plain_field(addresses)`` for ``y' = f(t, y,
+        p)``, or a field augmented with sensitivities; ``y`` is then the augmented state.
+    y : (N,) float64 or complex128
         The current state, updated in place (``y0`` on the first call).
     p : (n_p,) same dtype as ``y``
-    atol : (n,) float64
+    atol : (N,) float64
     fopts, iopts : float64 and int64 option records (``status.O_*``, ``status.IO_*``).
     tab, tab_info : the packed tableau (:func:`pack_tableau`).
     t_eval : (m,) float64
         Output times when ``iopts[IO_SAVE_EVERY_STEP] == 0``.
-    t_out, y_out : (cap,), (cap, n)
+    t_out, y_out : (cap,), (cap, N)
         Output buffers: one row per ``t_eval`` entry, or per accepted step (plus ``t0``).
-    dense_t, dense_h, dense_y, dense_k : (cap_d,), (cap_d,), (cap_d, n), (cap_d, s, n)
+    dense_t, dense_h, dense_y, dense_k : (cap_d,), (cap_d,), (cap_d, N), (cap_d, s, N)
         Step store for dense output when ``iopts[IO_STORE_DENSE]``.
-    K : (s, n)
+    K : (s, N)
         Stage derivatives; ``K[0]`` carries ``f(t, y)`` between calls.
     fstate, istate : the resumable state records (``status.F_*``, ``status.I_*``).
 
@@ -169,8 +183,10 @@ def integrate(
         A ``status`` code: 0 finished, negative failure, positive "grow a buffer and call
         again".
     """
-    rhs = as_rhs(rhs_address, y)
+    ws = field_workspace(field, y, p)
     n = y.shape[0]
+    n_error = field_error_size(field, y)
+    n_base = field_base_size(field, y)
     n_stages = tab_info[T_N_STAGES]
     s_total = tab_info[T_S_TOTAL]
     n_dense = tab_info[T_N_DENSE]
@@ -200,22 +216,17 @@ def integrate(
         for m in range(n_dense):
             C[row_dense + m, i] = tab[i, s_total + 3 + n_dense - 1 - m]
 
-    t0 = fopts[st.O_T0]
-    t_end = fopts[st.O_T_END]
-    rtol = fopts[st.O_RTOL]
-    max_step = fopts[st.O_MAX_STEP]
-    dt_fixed = fopts[st.O_DT]
-    adaptive = dt_fixed <= 0.0
-    max_steps = iopts[st.IO_MAX_STEPS]
-    save_every_step = iopts[st.IO_SAVE_EVERY_STEP] != 0
-    store_dense = iopts[st.IO_STORE_DENSE] != 0
-    switch_when_stiff = iopts[st.IO_SWITCH] != 0
-    direction = 1.0 if t_end > t0 else -1.0
-    n_eval = t_eval.shape[0]
-    cap_out = t_out.shape[0]
-    cap_dense = dense_t.shape[0]
+    (t0, t_end, rtol, max_step, dt_fixed, adaptive, max_steps, save_every_step,
+     store_dense, switch_when_stiff, direction, n_eval, cap_out,
+     cap_dense) = read_options(fopts, iopts, t_eval, t_out, dense_t)
 
     work = np.empty((2, n), dtype=y.dtype)
+    # The step loop runs on views without reference counts (stepping.unmanaged); what this
+    # call allocates is kept alive until the end by ``owned``.
+    owned = (ws, C, work)
+    (field, y, p, atol, tab, t_eval, t_out, y_out, dense_t, dense_h, dense_y, dense_k, K, ws,
+     C, work) = unmanaged((field, y, p, atol, tab, t_eval, t_out, y_out, dense_t, dense_h,
+                           dense_y, dense_k, K, ws, C, work))
     y_stage = work[0]
     y_new = work[1]
 
@@ -256,13 +267,14 @@ def integrate(
                 work[target, j] = v0
 
     def error_norm(h):
-        """Scaled RMS norm of the error estimate ``h * sum_i b_error[i] * K[i]`` (without
-        storing the estimate), and the sum of ``controller.scaled_increment_squared`` over
-        the components, from which the controller finds the norm's noise floor."""
+        """Scaled RMS norm of the error estimate ``h * sum_i b_error[i] * K[i]`` over the
+        first ``n_error`` components (without storing the estimate), and the sum of
+        ``controller.scaled_increment_squared`` over them, from which the controller finds
+        the norm's noise floor."""
         total = 0.0
         increments = 0.0
         j = 0
-        while j + 1 < n:
+        while j + 1 < n_error:
             coef = C[row_err, 0]
             acc0 = coef * K[0, j]
             acc1 = coef * K[0, j + 1]
@@ -281,7 +293,7 @@ def integrate(
                 y[j + 1].real, y_new[j + 1].real, atol[j + 1], rtol
             )
             j += 2
-        if j < n:
+        if j < n_error:
             acc0 = C[row_err, 0] * K[0, j]
             for i in range(1, n_stages):
                 acc0 += C[row_err, i] * K[i, j]
@@ -289,52 +301,36 @@ def integrate(
                 (h * acc0).real, y[j].real, y_new[j].real, atol[j], rtol
             )
             increments += scaled_increment_squared(y[j].real, y_new[j].real, atol[j], rtol)
-        return math.sqrt(total / n), increments
+        return math.sqrt(total / n_error), increments
 
     def extra_stages(t, h):
         """The stages used only by the dense output."""
         for stage in range(n_stages, s_total):
             combine(stage, stage, h, TO_STAGE, 0)
-            rhs(t + C[row_c, stage] * h, y_stage, p, K[stage])
+            field_rhs(field, ws, t + C[row_c, stage] * h, y_stage, p, K[stage])
 
     if istate[st.I_STARTED] == 0:
         code = begin_integration(
-            rhs, y, p, K[0], atol, fopts, iopts, order, t_out, y_out, y_stage, y_new, fstate,
-            istate,
+            field, ws, y, p, K[0], atol, fopts, iopts, order, n_error, t_out, y_out, y_stage,
+            y_new, fstate, istate,
         )
         if code != st.SUCCESS:
             return code
 
-    t = fstate[st.F_T]
-    h_abs = abs(fstate[st.F_H])
-    err_previous = fstate[st.F_ERR_PREVIOUS]
-    log_err_previous = math.log(err_previous)
-    status = istate[st.I_STATUS]
-    n_out = istate[st.I_N_OUT]
-    n_accepted = istate[st.I_N_ACCEPTED]
-    n_rejected = istate[st.I_N_REJECTED]
-    nfev = istate[st.I_NFEV]
-    k0_valid = istate[st.I_K0_VALID] != 0
-    n_dense_steps = istate[st.I_N_DENSE]
-    stiff_count = istate[st.I_STIFF_COUNT]
-    nonstiff_count = istate[st.I_NONSTIFF_COUNT]
-    last_reject_nonfinite = istate[st.I_LAST_REJECT_NONFINITE] != 0
-    previous_rejected = istate[st.I_PREVIOUS_REJECTED] != 0
-    stiffness_detected = istate[st.I_STIFFNESS_DETECTED] != 0
-    t_stiff = fstate[st.F_T_STIFF]
+    (t, h_abs, log_err_previous, status, n_out, n_accepted, n_rejected, nfev, njev, nlu,
+     k0_valid, n_dense_steps, stiff_count, nonstiff_count, last_reject_nonfinite,
+     previous_rejected, stiffness_detected, t_stiff) = load_state(fstate, istate)
 
     while direction * (t_end - t) > 0.0:
-        if n_accepted + n_rejected >= max_steps:
-            status = st.MAX_STEPS
-            break
-        if save_every_step and n_out >= cap_out:
-            status = st.OUTPUT_FULL
-            break
-        if store_dense and n_dense_steps >= cap_dense:
-            status = st.DENSE_FULL
+        code = loop_head_status(
+            n_accepted, n_rejected, max_steps, save_every_step, n_out, cap_out, store_dense,
+            n_dense_steps, cap_dense,
+        )
+        if code != st.SUCCESS:
+            status = code
             break
         if not k0_valid:
-            rhs(t, y, p, K[0])
+            field_rhs(field, ws, t, y, p, K[0])
             nfev += 1
             k0_valid = True
 
@@ -349,7 +345,7 @@ def integrate(
 
         for stage in range(1, n_stages):
             combine(stage, stage, h, TO_STAGE, 0)
-            rhs(t + C[row_c, stage] * h, y_stage, p, K[stage])
+            field_rhs(field, ws, t + C[row_c, stage] * h, y_stage, p, K[stage])
         nfev += n_stages - 1
         if fsal:
             # the last stage was evaluated at the new solution
@@ -360,34 +356,18 @@ def integrate(
 
         if adaptive:
             err_norm, increments = error_norm(h)
-            if not np.isfinite(err_norm):
-                n_rejected += 1
-                last_reject_nonfinite = True
-                previous_rejected = True
-                h_abs *= FACTOR_NON_FINITE
-                continue
-            if err_norm > 1.0:
-                n_rejected += 1
-                last_reject_nonfinite = False
-                previous_rejected = True
-                h_abs *= reject_step_factor(err_norm, error_order)
-                continue
-            log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
-            log_floor = log_noise_floor(increments, n)
-            factor = pi_step_factor_from_logs(
-                log_err, log_err_previous, error_order, previous_rejected, log_floor
+            if n_error < n and not all_finite(y_new, n_error, n):
+                err_norm = np.inf  # a non-finite sensitivity fails like a state
+            (accepted, h_abs, factor, log_err_previous, n_rejected, last_reject_nonfinite,
+             previous_rejected) = judge_step(
+                err_norm, increments, n_error, error_order, log_err_previous,
+                previous_rejected, last_reject_nonfinite, h_abs, n_rejected,
             )
-            log_err_previous = remembered_log_err(log_err, log_floor)
-            err_previous = math.exp(log_err_previous)
+            if not accepted:
+                continue
         else:
             factor = 1.0
-            finite = True
-            for j in range(n):
-                if not np.isfinite(y_new[j].real):
-                    finite = False
-                if fsal and not np.isfinite(K[n_stages - 1, j].real):
-                    finite = False
-            if not finite:
+            if not all_finite(y_new, 0, n) or (fsal and not all_finite(K[n_stages - 1], 0, n)):
                 status = st.NON_FINITE
                 break
 
@@ -398,7 +378,7 @@ def integrate(
         n_used = n_stages
         switch_now = False
         if stiff_i >= 0 and adaptive and (n_accepted % 10 == 0 or stiff_count > 0):
-            if _stiffness_h_lambda(K, tab, stiff_i, stiff_j) > STIFF_H_LAMBDA:
+            if _stiffness_h_lambda(K, tab, stiff_i, stiff_j, n_error, n_base) > STIFF_H_LAMBDA:
                 nonstiff_count = 0
                 stiff_count += 1
                 if stiff_count >= STIFF_STEPS:
@@ -412,12 +392,10 @@ def integrate(
                     stiff_count = 0
 
         if save_every_step:
-            t_out[n_out] = t_new
-            for j in range(n):
-                y_out[n_out, j] = y_new[j]
+            save_output(t_out, y_out, n_out, t_new, y_new)
             n_out += 1
         else:
-            while n_out < n_eval and direction * (t_eval[n_out] - t_new) <= 0.0:
+            while output_due(n_out, n_eval, t_eval, t_new, direction):
                 te = t_eval[n_out]
                 if te == t_new:
                     for j in range(n):
@@ -454,15 +432,9 @@ def integrate(
                 extra_stages(t, h)
                 nfev += s_total - n_stages
                 n_used = s_total
-            d = n_dense_steps
-            dense_t[d] = t
-            dense_h[d] = h
-            for j in range(n):
-                dense_y[d, j] = y[j]
-            for i in range(s_total):
-                for j in range(n):
-                    dense_k[d, i, j] = K[i, j]
-            n_dense_steps = d + 1
+            store_dense_step(dense_t, dense_h, dense_y, dense_k, n_dense_steps, t, h, y, K,
+                             s_total, 1.0)
+            n_dense_steps += 1
 
         t = t_new
         for j in range(n):
@@ -478,25 +450,12 @@ def integrate(
             status = st.SWITCH_TO_STIFF
             break
 
-    istate[st.I_N_OUT] = n_out
-    istate[st.I_N_ACCEPTED] = n_accepted
-    istate[st.I_N_REJECTED] = n_rejected
-    istate[st.I_NFEV] = nfev
-    istate[st.I_K0_VALID] = 1 if k0_valid else 0
-    istate[st.I_N_DENSE] = n_dense_steps
-    istate[st.I_STIFF_COUNT] = stiff_count
-    istate[st.I_NONSTIFF_COUNT] = nonstiff_count
-    istate[st.I_LAST_REJECT_NONFINITE] = 1 if last_reject_nonfinite else 0
-    istate[st.I_PREVIOUS_REJECTED] = 1 if previous_rejected else 0
-    istate[st.I_STIFFNESS_DETECTED] = 1 if stiffness_detected else 0
-    fstate[st.F_T_STIFF] = t_stiff
-    fstate[st.F_T] = t
-    fstate[st.F_H] = direction * h_abs
-    fstate[st.F_ERR_PREVIOUS] = err_previous
-    if direction * (t_end - t) <= 0.0 and status > 0:
-        status = st.SUCCESS
-    istate[st.I_STATUS] = status
-    return status
+    keep_alive(owned)
+    return save_state(
+        fstate, istate, t, t_end, direction, h_abs, log_err_previous, status, n_out,
+        n_accepted, n_rejected, nfev, njev, nlu, k0_valid, n_dense_steps, stiff_count,
+        nonstiff_count, last_reject_nonfinite, previous_rejected, stiffness_detected, t_stiff,
+    )
 
 
 @njit(cache=True, error_model="numpy")

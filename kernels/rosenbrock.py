@@ -42,18 +42,38 @@ from numba.np.linalg import _LAPACK
 
 from . import status as st
 from .controller import (
-    FACTOR_NON_FINITE,
     begin_integration,
-    log_noise_floor,
-    pi_step_factor_from_logs,
     propose_step,
-    reject_step_factor,
-    remembered_log_err,
     scaled_error_squared,
     scaled_increment_squared,
 )
 from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, central_step, state_scale_floor
-from .fnptr import as_jac, as_rhs, as_rhs_complex_time
+from .fields import (
+    A_JAC,
+    A_RHS,
+    A_RHS_COMPLEX,
+    A_RHS_COMPLEX_TIME,
+    field_base_size,
+    field_error_size,
+    field_rhs,
+    field_stage_coupling,
+    field_time_derivative,
+    field_workspace,
+)
+from .fnptr import call_model
+from .stepping import (
+    all_finite,
+    judge_step,
+    keep_alive,
+    load_state,
+    loop_head_status,
+    output_due,
+    read_options,
+    save_output,
+    save_state,
+    store_dense_step,
+    unmanaged,
+)
 
 __all__ = ["integrate_rosenbrock", "pack_rosenbrock_tableau"]
 
@@ -64,13 +84,6 @@ R_ORDER = 2
 R_ERROR_ORDER = 3
 R_FSAL = 4
 R_SIZE = 5
-
-# Entries of the ``addresses`` record.
-A_RHS = 0
-A_RHS_COMPLEX = 1
-A_JAC = 2
-A_RHS_COMPLEX_TIME = 3
-A_SIZE = 4
 
 #: ``method="auto"`` hands back to the explicit method after this many accepted steps in a
 #: row with ``h * rho(J) <= NONSTIFF_H_RHO``, ``rho(J)`` bounded by ``min(||J||_1,
@@ -130,7 +143,7 @@ SMALL_LU = 16
 # ``error_model="numpy"``: IEEE division, as in the explicit kernel.
 @njit(cache=True, error_model="numpy")
 def integrate_rosenbrock(
-    addresses,
+    field,
     y,
     p,
     atol,
@@ -149,22 +162,28 @@ def integrate_rosenbrock(
     fstate,
     istate,
 ):
-    """Integrate ``y' = fun(t, y, p)`` from ``fopts[O_T0]`` towards ``fopts[O_T_END]`` with
-    a Rosenbrock method.
+    """Integrate the vector field ``field`` from ``fopts[O_T0]`` towards ``fopts[O_T_END]``
+    with a Rosenbrock method.
 
     Parameters
     ----------
-    addresses : (A_SIZE,) int64
-        The model's float64 cfunc, its complex128 cfunc (complex-step Jacobian), the user
+    field : tuple
+        What to integrate (:mod:`fields`); its ``addresses`` record (``fields.A_*``) holds
+        the model's float64 cfunc, its complex128 cfunc (complex-step Jacobian), the user
         Jacobian and the complex-time variant (complex-step ``df/dt``); unused entries 0.
-    y : (n,) float64
-        The current state, updated in place.
-    p, atol : (n_p,), (n,) float64
+        With :func:`fields.forward_field` the step is the method's discrete tangent-linear
+        model: one LU of ``I/(h gamma) - J`` serves the states and every sensitivity
+        column, whose stage equations gain the second-derivative coupling
+        (:func:`fields.field_stage_coupling`).
+    y : (N,) float64
+        The current (augmented) state, updated in place.
+    p : (n_p,) float64
+    atol : (N,) float64
     fopts, iopts : float64 and int64 option records (``status.O_*``, ``status.IO_*``).
     tab, tab_info : the packed tableau (:func:`pack_rosenbrock_tableau`).
     t_eval, t_out, y_out, dense_t, dense_h, dense_y, dense_k :
         As for the explicit kernel; ``dense_k[d, i]`` holds ``u_i / h`` of stored step d.
-    K : (s, n) float64
+    K : (s, N) float64
         ``K[0]`` carries ``f(t, y)`` between calls (valid when ``I_K0_VALID``).
     fstate, istate : the resumable state records (``status.F_*``, ``status.I_*``).
 
@@ -173,10 +192,14 @@ def integrate_rosenbrock(
     int
         A ``status`` code: 0 finished, negative failure, positive "call again".
     """
-    rhs = as_rhs(addresses[A_RHS], y)
+    addresses = field[0]
+    ws = field_workspace(field, y, p)
     jac_mode = iopts[st.IO_JAC_MODE]
     time_mode = iopts[st.IO_TIME_MODE]
-    n = y.shape[0]
+    n_all = y.shape[0]
+    n = field_base_size(field, y)  # the model's states: the Jacobian is n x n
+    n_blocks = n_all // n  # the states, then one block per sensitivity column
+    n_error = field_error_size(field, y)
     n_p = p.shape[0]
     s = tab_info[R_N_STAGES]
     n_dense = tab_info[R_N_DENSE]
@@ -190,143 +213,124 @@ def integrate_rosenbrock(
     gamma = tab[0, 2 * s + 4]
     col_dense = 2 * s + 5
 
-    t0 = fopts[st.O_T0]
-    t_end = fopts[st.O_T_END]
-    rtol = fopts[st.O_RTOL]
-    max_step = fopts[st.O_MAX_STEP]
-    dt_fixed = fopts[st.O_DT]
-    adaptive = dt_fixed <= 0.0
-    max_steps = iopts[st.IO_MAX_STEPS]
-    save_every_step = iopts[st.IO_SAVE_EVERY_STEP] != 0
-    store_dense = iopts[st.IO_STORE_DENSE] != 0
-    switch_when_nonstiff = iopts[st.IO_SWITCH] != 0
-    direction = 1.0 if t_end > t0 else -1.0
-    n_eval = t_eval.shape[0]
-    cap_out = t_out.shape[0]
-    cap_dense = dense_t.shape[0]
+    (t0, t_end, rtol, max_step, dt_fixed, adaptive, max_steps, save_every_step,
+     store_dense, switch_when_nonstiff, direction, n_eval, cap_out,
+     cap_dense) = read_options(fopts, iopts, t_eval, t_out, dense_t)
 
-    # Work arrays, sized once per call.
-    U = np.empty((s, n))
-    y_stage = np.empty(n)
-    f_stage = np.empty(n)
-    y_new = np.empty(n)
-    f_t = np.zeros(n)
+    # Work arrays, sized once per call: the (augmented) state's, then the model's own.
+    U = np.empty((s, n_all))
+    y_stage = np.empty(n_all)
+    f_stage = np.empty(n_all)
+    y_new = np.empty(n_all)
+    f_t = np.zeros(n_all)
+    stage_sum = np.empty(n_all)
+    point = np.empty(n)
+    f_plus = np.empty(n)
     f_minus = np.empty(n)
     jac_t = np.empty((n, n))  # jac_t[j, i] = df_i/dy_j: column j of J is contiguous
     lu = np.empty((n, n))
     ipiv = np.empty(n, dtype=np.int32)
     weights = np.empty(s)
     inv_diagonal = np.empty(n)  # 1 / U[i, i] of the LU: back substitution multiplies
-    stage_sum = np.empty(n)
     jac_user = np.empty((n, n)) if jac_mode == st.JAC_USER else np.empty((0, 0))
     complex_y = np.empty(n, dtype=np.complex128)
     complex_p = np.empty(n_p, dtype=np.complex128)
     complex_out = np.empty(n, dtype=np.complex128)
+    # The step loop runs on views without reference counts (stepping.unmanaged); what this
+    # call allocates is kept alive until the end by ``owned``.
+    owned = (ws, U, y_stage, f_stage, y_new, f_t, stage_sum, point, f_plus, f_minus, jac_t, lu,
+             ipiv, weights, inv_diagonal, jac_user, complex_y, complex_p, complex_out)
+    (field, addresses, y, p, atol, tab, t_eval, t_out, y_out, dense_t, dense_h, dense_y,
+     dense_k, K) = unmanaged((field, addresses, y, p, atol, tab, t_eval, t_out, y_out, dense_t,
+                              dense_h, dense_y, dense_k, K))
+    (ws, U, y_stage, f_stage, y_new, f_t, stage_sum, point, f_plus, f_minus, jac_t, lu, ipiv,
+     weights, inv_diagonal, jac_user, complex_y, complex_p, complex_out) = unmanaged(owned)
 
     if istate[st.I_STARTED] == 0:
         code = begin_integration(
-            rhs, y, p, K[0], atol, fopts, iopts, order, t_out, y_out, y_stage, y_new, fstate,
-            istate,
+            field, ws, y, p, K[0], atol, fopts, iopts, order, n_error, t_out, y_out, y_stage,
+            y_new, fstate, istate,
         )
         if code != st.SUCCESS:
             return code
 
-    t = fstate[st.F_T]
-    h_abs = abs(fstate[st.F_H])
-    err_previous = fstate[st.F_ERR_PREVIOUS]
-    log_err_previous = math.log(err_previous)
-    status = istate[st.I_STATUS]
-    n_out = istate[st.I_N_OUT]
-    n_accepted = istate[st.I_N_ACCEPTED]
-    n_rejected = istate[st.I_N_REJECTED]
-    nfev = istate[st.I_NFEV]
-    njev = istate[st.I_NJEV]
-    nlu = istate[st.I_NLU]
-    k0_valid = istate[st.I_K0_VALID] != 0
-    n_dense_steps = istate[st.I_N_DENSE]
-    nonstiff_count = istate[st.I_NONSTIFF_COUNT]
-    last_reject_nonfinite = istate[st.I_LAST_REJECT_NONFINITE] != 0
-    previous_rejected = istate[st.I_PREVIOUS_REJECTED] != 0
+    (t, h_abs, log_err_previous, status, n_out, n_accepted, n_rejected, nfev, njev, nlu,
+     k0_valid, n_dense_steps, stiff_count, nonstiff_count, last_reject_nonfinite,
+     previous_rejected, stiffness_detected, t_stiff) = load_state(fstate, istate)
     # The Jacobian arrays are local to a call, so a resumed call starts with a fresh one.
     jac_valid = False
     rho_bound = 0.0
     n_singular = 0
 
     while direction * (t_end - t) > 0.0:
-        if n_accepted + n_rejected >= max_steps:
-            status = st.MAX_STEPS
-            break
-        if save_every_step and n_out >= cap_out:
-            status = st.OUTPUT_FULL
-            break
-        if store_dense and n_dense_steps >= cap_dense:
-            status = st.DENSE_FULL
+        code = loop_head_status(
+            n_accepted, n_rejected, max_steps, save_every_step, n_out, cap_out, store_dense,
+            n_dense_steps, cap_dense,
+        )
+        if code != st.SUCCESS:
+            status = code
             break
         if not k0_valid:
-            rhs(t, y, p, K[0])
+            field_rhs(field, ws, t, y, p, K[0])
             nfev += 1
             k0_valid = True
 
         if not jac_valid:
+            for j in range(n):
+                point[j] = y[j]
             # df/dy, one column per evaluation
             if jac_mode == st.JAC_COMPLEX_STEP:
-                rhs_c = as_rhs(addresses[A_RHS_COMPLEX], complex_y)
                 for i in range(n):
                     complex_y[i] = y[i]
                 for i in range(n_p):
                     complex_p[i] = p[i]
                 for col in range(n):
                     complex_y[col] = y[col] + 1j * COMPLEX_STEP
-                    rhs_c(t, complex_y, complex_p, complex_out)
+                    call_model(addresses[A_RHS_COMPLEX], t, complex_y, complex_p, complex_out)
                     complex_y[col] = y[col]
                     for i in range(n):
                         jac_t[col, i] = complex_out[i].imag / COMPLEX_STEP
             elif jac_mode == st.JAC_USER:
-                jac = as_jac(addresses[A_JAC])
-                jac(t, y, p, jac_user)
+                call_model(addresses[A_JAC], t, point, p, jac_user)
                 for i in range(n):
                     for j in range(n):
                         jac_t[j, i] = jac_user[i, j]
             else:
-                for j in range(n):
-                    y_stage[j] = y[j]
-                floor = state_scale_floor(y)
+                floor = state_scale_floor(point)
                 for col in range(n):
                     # atol is the scale below which a component's value no longer matters
                     step = central_step(y[col], max(floor, atol[col]))
-                    y_stage[col] = y[col] + step
-                    rhs(t, y_stage, p, f_stage)
-                    y_stage[col] = y[col] - step
-                    rhs(t, y_stage, p, f_minus)
-                    y_stage[col] = y[col]
+                    point[col] = y[col] + step
+                    call_model(addresses[A_RHS], t, point, p, f_plus)
+                    point[col] = y[col] - step
+                    call_model(addresses[A_RHS], t, point, p, f_minus)
+                    point[col] = y[col]
                     for i in range(n):
-                        jac_t[col, i] = (f_stage[i] - f_minus[i]) / (2.0 * step)
+                        jac_t[col, i] = (f_plus[i] - f_minus[i]) / (2.0 * step)
                 nfev += 2 * n
             # df/dt (left at zero for autonomous models)
             if time_mode == st.TIME_DERIVATIVE_COMPLEX_STEP:
-                rhs_ct = as_rhs_complex_time(addresses[A_RHS_COMPLEX_TIME])
                 for i in range(n):
                     complex_y[i] = y[i]
                 for i in range(n_p):
                     complex_p[i] = p[i]
-                rhs_ct(t + 1j * COMPLEX_STEP, complex_y, complex_p, complex_out)
+                call_model(addresses[A_RHS_COMPLEX_TIME], t + 1j * COMPLEX_STEP, complex_y,
+                           complex_p, complex_out)
                 for i in range(n):
                     f_t[i] = complex_out[i].imag / COMPLEX_STEP
             elif time_mode == st.TIME_DERIVATIVE_CENTRAL:
                 step = CENTRAL_BASE_STEP * max(1.0, abs(t))
-                rhs(t + step, y, p, f_stage)
-                rhs(t - step, y, p, f_minus)
+                call_model(addresses[A_RHS], t + step, point, p, f_plus)
+                call_model(addresses[A_RHS], t - step, point, p, f_minus)
                 for i in range(n):
-                    f_t[i] = (f_stage[i] - f_minus[i]) / (2.0 * step)
+                    f_t[i] = (f_plus[i] - f_minus[i]) / (2.0 * step)
                 nfev += 2
+            field_time_derivative(field, ws, t, y, p, f_t, time_mode)
             njev += 1
-            finite = True
+            finite = all_finite(f_t, 0, n_all)
             for i in range(n):
-                if not np.isfinite(f_t[i]):
+                if not all_finite(jac_t[i], 0, n):
                     finite = False
-                for j in range(n):
-                    if not np.isfinite(jac_t[i, j]):
-                        finite = False
             if not finite:
                 status = st.JACOBIAN_NON_FINITE
                 break
@@ -366,8 +370,7 @@ def integrate_rosenbrock(
             info = _GETRF(_KIND_DOUBLE, n, n, lu.ctypes, n, ipiv.ctypes)
         else:
             # Unblocked right-looking LU with partial pivoting (LAPACK's dgetf2 algorithm,
-            # with its ipiv and info conventions), on the column-major matrix. Written out
-            # here: arrays handed to a helper are reference-counted on every call.
+            # with its ipiv and info conventions), on the column-major matrix.
             info = 0
             for k in range(n):
                 pivot_row = k
@@ -413,11 +416,11 @@ def integrate_rosenbrock(
         for stage in range(s):
             g_h = tab[stage, col_gsum] * h
             if stage == 0:
-                for j in range(n):
+                for j in range(n_all):
                     U[0, j] = K[0, j] + g_h * f_t[j]
             else:
                 # the stage's argument and its sum over earlier stages in one pass
-                for j in range(n):
+                for j in range(n_all):
                     acc_y = y[j]
                     acc_c = g_h * f_t[j]
                     for l in range(stage):
@@ -426,37 +429,41 @@ def integrate_rosenbrock(
                         acc_c += (tab[stage, s + l] * inv_h) * u
                     y_stage[j] = acc_y
                     stage_sum[j] = acc_c
-                rhs(t + tab[stage, col_alpha] * h, y_stage, p, f_stage)
+                field_rhs(field, ws, t + tab[stage, col_alpha] * h, y_stage, p, f_stage)
                 nfev += 1
-                for j in range(n):
+                for j in range(n_all):
                     U[stage, j] = f_stage[j] + stage_sum[j]
-            # Solve W u = rhs in place on U[stage, :] with the factors: row interchanges,
-            # then the unit lower and the upper triangle, column by column so that the
-            # inner loops run over contiguous memory of the column-major factors.
-            for i in range(n):
-                k = ipiv[i] - 1
-                if k != i:
-                    tmp = U[stage, i]
-                    U[stage, i] = U[stage, k]
-                    U[stage, k] = tmp
-            for j in range(n):
-                bj = U[stage, j]
-                if bj != 0.0:
-                    for i in range(j + 1, n):
-                        U[stage, i] -= lu[j, i] * bj
-            for j in range(n - 1, -1, -1):
-                bj = U[stage, j] * inv_diagonal[j]
-                U[stage, j] = bj
-                if bj != 0.0:
-                    for i in range(j):
-                        U[stage, i] -= lu[j, i] * bj
+            # Solve W u = rhs block by block in place on U[stage]: the states first, whose
+            # solution the sensitivity blocks' coupling needs, then each sensitivity block
+            # with the same factors.
+            for block in range(n_blocks):
+                if block == 1:
+                    field_stage_coupling(field, ws, t, y, p, atol, U, stage)
+                offset = block * n
+                # row interchanges, then the unit lower and the upper triangle, column by
+                # column so that the inner loops run over contiguous memory of the
+                # column-major factors
+                for i in range(n):
+                    k = ipiv[i] - 1
+                    if k != i:
+                        tmp = U[stage, offset + i]
+                        U[stage, offset + i] = U[stage, offset + k]
+                        U[stage, offset + k] = tmp
+                for j in range(n):
+                    bj = U[stage, offset + j]
+                    if bj != 0.0:
+                        for i in range(j + 1, n):
+                            U[stage, offset + i] -= lu[j, i] * bj
+                for j in range(n - 1, -1, -1):
+                    bj = U[stage, offset + j] * inv_diagonal[j]
+                    U[stage, offset + j] = bj
+                    if bj != 0.0:
+                        for i in range(j):
+                            U[stage, offset + i] -= lu[j, i] * bj
 
         total = 0.0
         increments = 0.0
-        for j in range(n):
-            acc_e = 0.0
-            for i in range(s):
-                acc_e += tab[i, col_err] * U[i, j]
+        for j in range(n_all):
             if fsal:
                 # the last stage's argument is y_new: the evaluation there starts the next
                 # step, so it must be the very same vector
@@ -466,41 +473,28 @@ def integrate_rosenbrock(
                 for i in range(s):
                     acc_y += tab[i, col_m] * U[i, j]
                 y_new[j] = y[j] + acc_y
-            total += scaled_error_squared(acc_e, y[j], y_new[j], atol[j], rtol)
-            increments += scaled_increment_squared(y[j], y_new[j], atol[j], rtol)
-        err_norm = math.sqrt(total / n)
+            if j < n_error:
+                acc_e = 0.0
+                for i in range(s):
+                    acc_e += tab[i, col_err] * U[i, j]
+                total += scaled_error_squared(acc_e, y[j], y_new[j], atol[j], rtol)
+                increments += scaled_increment_squared(y[j], y_new[j], atol[j], rtol)
+        err_norm = math.sqrt(total / n_error)
+        if n_error < n_all and not all_finite(y_new, n_error, n_all):
+            err_norm = np.inf  # a non-finite sensitivity fails like a state
 
-        if not adaptive:
-            finite = True
-            for j in range(n):
-                if not np.isfinite(y_new[j]):
-                    finite = False
-            if not finite:
+        if adaptive:
+            (accepted, h_abs, factor, log_err_previous, n_rejected, last_reject_nonfinite,
+             previous_rejected) = judge_step(
+                err_norm, increments, n_error, error_order, log_err_previous,
+                previous_rejected, last_reject_nonfinite, h_abs, n_rejected,
+            )
+            if not accepted:
+                continue
+        else:
+            if not all_finite(y_new, 0, n_all):
                 status = st.NON_FINITE
                 break
-            err_norm = 0.0
-        if not np.isfinite(err_norm):
-            n_rejected += 1
-            last_reject_nonfinite = True
-            previous_rejected = True
-            h_abs *= FACTOR_NON_FINITE
-            continue
-        if err_norm > 1.0:
-            n_rejected += 1
-            last_reject_nonfinite = False
-            previous_rejected = True
-            h_abs *= reject_step_factor(err_norm, error_order)
-            continue
-        if adaptive:
-            # err_norm == 0 gives log -inf and the largest factor, as in pi_step_factor
-            log_err = math.log(err_norm) if err_norm > 0.0 else -np.inf
-            log_floor = log_noise_floor(increments, n)
-            factor = pi_step_factor_from_logs(
-                log_err, log_err_previous, error_order, previous_rejected, log_floor
-            )
-            log_err_previous = remembered_log_err(log_err, log_floor)
-            err_previous = math.exp(log_err_previous)
-        else:
             factor = 1.0
 
         # accepted
@@ -517,15 +511,13 @@ def integrate_rosenbrock(
                 nonstiff_count = 0
 
         if save_every_step:
-            t_out[n_out] = t_new
-            for j in range(n):
-                y_out[n_out, j] = y_new[j]
+            save_output(t_out, y_out, n_out, t_new, y_new)
             n_out += 1
         else:
-            while n_out < n_eval and direction * (t_eval[n_out] - t_new) <= 0.0:
+            while output_due(n_out, n_eval, t_eval, t_new, direction):
                 te = t_eval[n_out]
                 if te == t_new:
-                    for j in range(n):
+                    for j in range(n_all):
                         y_out[n_out, j] = y_new[j]
                 else:
                     theta = (te - t) / h
@@ -534,7 +526,7 @@ def integrate_rosenbrock(
                         for m in range(n_dense - 1, -1, -1):
                             w = (w + tab[i, col_dense + m]) * theta
                         weights[i] = w
-                    for j in range(n):
+                    for j in range(n_all):
                         acc = y[j]
                         for i in range(s):
                             acc += weights[i] * U[i, j]
@@ -543,22 +535,16 @@ def integrate_rosenbrock(
                 n_out += 1
 
         if store_dense:
-            d = n_dense_steps
-            dense_t[d] = t
-            dense_h[d] = h
-            for j in range(n):
-                dense_y[d, j] = y[j]
-            for i in range(s):
-                for j in range(n):
-                    dense_k[d, i, j] = U[i, j] * inv_h
-            n_dense_steps = d + 1
+            store_dense_step(dense_t, dense_h, dense_y, dense_k, n_dense_steps, t, h, y, U, s,
+                             inv_h)
+            n_dense_steps += 1
 
         t = t_new
-        for j in range(n):
+        for j in range(n_all):
             y[j] = y_new[j]
         if fsal:
             # the last stage was evaluated at (t + h, y_new)
-            for j in range(n):
+            for j in range(n_all):
                 K[0, j] = f_stage[j]
         else:
             k0_valid = False
@@ -568,21 +554,9 @@ def integrate_rosenbrock(
             status = st.SWITCH_TO_NONSTIFF
             break
 
-    istate[st.I_N_OUT] = n_out
-    istate[st.I_N_ACCEPTED] = n_accepted
-    istate[st.I_N_REJECTED] = n_rejected
-    istate[st.I_NFEV] = nfev
-    istate[st.I_NJEV] = njev
-    istate[st.I_NLU] = nlu
-    istate[st.I_K0_VALID] = 1 if k0_valid else 0
-    istate[st.I_N_DENSE] = n_dense_steps
-    istate[st.I_NONSTIFF_COUNT] = nonstiff_count
-    istate[st.I_LAST_REJECT_NONFINITE] = 1 if last_reject_nonfinite else 0
-    istate[st.I_PREVIOUS_REJECTED] = 1 if previous_rejected else 0
-    fstate[st.F_T] = t
-    fstate[st.F_H] = direction * h_abs
-    fstate[st.F_ERR_PREVIOUS] = err_previous
-    if direction * (t_end - t) <= 0.0 and status > 0:
-        status = st.SUCCESS
-    istate[st.I_STATUS] = status
-    return status
+    keep_alive(owned)
+    return save_state(
+        fstate, istate, t, t_end, direction, h_abs, log_err_previous, status, n_out,
+        n_accepted, n_rejected, nfev, njev, nlu, k0_valid, n_dense_steps, stiff_count,
+        nonstiff_count, last_reject_nonfinite, previous_rejected, stiffness_detected, t_stiff,
+    )

@@ -7,19 +7,26 @@ compiled kernels live in :mod:`paramest.kernels`.
 __version__ = "0.1.0"
 
 from paramest.compilation import precompile
-from paramest.errors import ComplexStepWarning, ModelError
+from paramest.errors import ComplexStepWarning, ModelError, SolveError
 from paramest.problems import ODEProblem
+from paramest.sensitivity import ComplexStep, FiniteDifferences, Forward, SensitivityMethod, vjp
 from paramest.solution import DenseOutput, Solution
 from paramest.solve import METHODS, solve
 
 __all__ = [
+    "ComplexStep",
     "ComplexStepWarning",
     "DenseOutput",
+    "FiniteDifferences",
+    "Forward",
     "METHODS",
     "ModelError",
     "ODEProblem",
+    "SensitivityMethod",
     "Solution",
+    "SolveError",
     "precompile",
     "solve",
+    "vjp",
     "__version__",
 ]

@@ -23,6 +23,7 @@ import numpy as np
 from numba.core import event as numba_event
 
 from paramest.kernels import derivatives, explicit, rosenbrock
+from paramest.kernels.fields import model_addresses, plain_field
 
 __all__ = ["KernelTime", "precompile"]
 
@@ -42,10 +43,24 @@ def _state_dtype(args):
         return "these"
 
 
+def _field_kind(args):
+    """What an integrator's field (its first argument, kernels.fields) adds to the model:
+    "" for the plain model."""
+    try:
+        members = args[0].types
+    except (IndexError, AttributeError):  # pragma: no cover - not a field tuple
+        return ""
+    if len(members) == 3:
+        return (" with forward sensitivities" if members[2].ndim == 1
+                else " for complex-step sensitivities")
+    return ""
+
+
 #: paramest's top-level kernels (not the helpers they call, which compile inside them)
 #: by ``id`` of the dispatcher -> (dispatcher, _Kernel). Cold compile times measured on a
-#: 2-core machine (benchmarks/compile_latency.py): 13-20 s for each integrator and state
-#: dtype, 2-3 s for the model-check helpers together, under a second for the others.
+#: 2-core machine (benchmarks/compile_latency.py): 13-30 s for each integrator, state dtype
+#: and field (plain, forward sensitivities, complex-step directions), 2-3 s for the
+#: model-check helpers together, under a second for the others.
 _KERNELS = {}
 
 
@@ -55,13 +70,14 @@ def _register(dispatcher, describe, expected, group, done_line):
 
 _register(
     explicit.integrate,
-    lambda args: f"the explicit Runge-Kutta integrator for {_state_dtype(args)} states",
-    "about 15 s", "explicit:{dtype}", True,
+    lambda args: (f"the explicit Runge-Kutta integrator for {_state_dtype(args)} states"
+                  f"{_field_kind(args)}"),
+    "15-30 s", "explicit:{dtype}:{field}", True,
 )
 _register(
     rosenbrock.integrate_rosenbrock,
-    lambda args: "the Rosenbrock integrator for stiff problems", "about 15 s", "rosenbrock",
-    True,
+    lambda args: f"the Rosenbrock integrator for stiff problems{_field_kind(args)}",
+    "15-30 s", "rosenbrock:{field}", True,
 )
 for _helper in (
     derivatives.evaluate_model, derivatives.jacobians_complex_step,
@@ -105,7 +121,7 @@ class _Notices(numba_event.Listener):
         kernel = entry[1]
         if not (self.enabled and kernel.group and kernel.describe):
             return
-        group = kernel.group.format(dtype=_state_dtype(args))
+        group = kernel.group.format(dtype=_state_dtype(args), field=_field_kind(args))
         if group in self.announced:
             return
         self.announced.add(group)
@@ -161,7 +177,7 @@ class KernelTime(NamedTuple):
 _KINDS = ("explicit", "stiff")
 
 
-def precompile(kinds=_KINDS, complex_step=False, verbose=True):
+def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, verbose=True):
     """Compile paramest's kernels now (or load them from Numba's disk cache).
 
     The integrators are compiled the first time they are used on a machine, which takes
@@ -176,7 +192,11 @@ def precompile(kinds=_KINDS, complex_step=False, verbose=True):
         output), ``"stiff"`` the Rosenbrock methods. ``method="auto"`` uses both.
     complex_step : bool, default False
         Also compile the explicit integrator for complex128 states (the whole solve
-        differentiated by the complex step).
+        differentiated by the complex step; with ``sensitivities`` also the variant
+        ``sensitivity=ComplexStep()`` uses).
+    sensitivities : bool, default False
+        Also compile the integrators of ``kinds`` for forward sensitivities
+        (``sensitivity=Forward()``).
     verbose : bool, default True
         Print the usual one-line notice for each kernel that is really compiled. With False
         nothing is printed.
@@ -186,7 +206,8 @@ def precompile(kinds=_KINDS, complex_step=False, verbose=True):
     dict
         Kernel name -> :class:`KernelTime` ``(seconds, from_cache)``, in the order done:
         ``"model check"`` (always), ``"explicit float64"``, ``"dense output"``,
-        ``"explicit complex128"``, ``"rosenbrock float64"``.
+        ``"explicit complex128"``, ``"rosenbrock float64"``, then with ``sensitivities``
+        ``"explicit forward"``, ``"explicit complex directions"``, ``"rosenbrock forward"``.
 
     Raises
     ------
@@ -231,6 +252,21 @@ def precompile(kinds=_KINDS, complex_step=False, verbose=True):
         steps.append(("explicit complex128", lambda: _complex_solve(problem, t_eval)))
     if "stiff" in kinds:
         steps.append(("rosenbrock float64", lambda: solve(problem, "Rodas5P", t_eval=t_eval)))
+    if sensitivities:
+        from paramest.sensitivity import ComplexStep, Forward
+
+        if "explicit" in kinds:
+            steps.append(("explicit forward", lambda: solve(
+                problem, "Tsit5", t_eval=t_eval, sensitivity=Forward()
+            )))
+        if complex_step:
+            steps.append(("explicit complex directions", lambda: solve(
+                problem, "Tsit5", t_eval=t_eval, sensitivity=ComplexStep()
+            )))
+        if "stiff" in kinds:
+            steps.append(("rosenbrock forward", lambda: solve(
+                problem, "Rodas5P", t_eval=t_eval, sensitivity=Forward()
+            )))
 
     times = {}
     enabled = _NOTICES.enabled
@@ -263,8 +299,9 @@ def _complex_solve(problem, t_eval):
     t_out = np.empty(t_eval.shape[0])
     y_out = np.empty((t_eval.shape[0], n), dtype=np.complex128)
     empty1 = np.empty(0)
+    field = plain_field(model_addresses(rhs_complex=model.address_complex))
     code = explicit.integrate(
-        model.address_complex, y, p, np.full(n, 1e-8), records.float_options(
+        field, y, p, np.full(n, 1e-8), records.float_options(
             float(t_eval[0]), float(t_eval[-1]), 1e-6
         ), records.int_options(1000, save_every_step=False, store_dense=False), tab, info,
         t_eval, t_out, y_out, empty1, empty1, np.empty((0, 0), dtype=np.complex128),

@@ -9,3 +9,13 @@ class ModelError(ValueError):
 class ComplexStepWarning(UserWarning):
     """The model gives wrong derivatives under the complex step (it uses ``abs``, ``sign``,
     ``conj`` or similar on the state); Jacobians fall back to finite differences."""
+
+
+class SolveError(RuntimeError):
+    """A solve that a result depends on failed (for example the solve inside
+    :func:`paramest.vjp`); ``solution`` holds the failed :class:`paramest.Solution` with
+    its ``status`` and ``message``."""
+
+    def __init__(self, message, solution=None):
+        super().__init__(message)
+        self.solution = solution

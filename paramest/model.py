@@ -43,6 +43,7 @@ from paramest.kernels.derivatives import (
     time_derivative_central,
     time_derivative_complex_step,
 )
+from paramest.kernels.fields import model_addresses
 from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_C128_T, RHS_SIG_F64
 
 #: IEEE arithmetic in compiled models: ``x / 0.0`` is inf or NaN, which the kernels detect,
@@ -87,6 +88,8 @@ class CompiledModel:
     stiff_setups : dict
         The stiff solvers' per-model records (model addresses, derivative modes), per
         option record.
+    addresses : ndarray of int64
+        The kernels' address record of the compiled versions (``kernels.fields.A_*``).
     """
 
     __slots__ = (
@@ -103,6 +106,7 @@ class CompiledModel:
         "watches",
         "central_jacobian_warned",
         "stiff_setups",
+        "addresses",
         "_py_func",
         "_time_address",
         "_keep_alive",
@@ -594,6 +598,9 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
         # checked now; the forward sensitivities that will use it compile it then
         _check_jacobian(jac_p, "jac_p", (n, n_p), model, t0, y0, p)
     model._keep_alive = tuple(keep_alive)
+    model.addresses = model_addresses(
+        rhs=model.address, rhs_complex=model.address_complex, jac=model.jac_address
+    )
     return model
 
 

@@ -17,6 +17,11 @@ class Solution(OptimizeResult):
         Output times: ``t_eval``, or every accepted step (with ``t0``) when it was None.
     y : ndarray, shape (n_states, n_times)
         The state at ``t``. After a failure, the outputs up to the failure time.
+    sens : ndarray, shape (n_states, n_sens, n_times), or None
+        With ``sensitivity=``: ``sens[i, c, j] = d y_i(t_j) / d theta_c``, the columns
+        ``theta`` being the chosen parameters, then the chosen initial states.
+    sens_labels : list of str
+        The columns' names (``"k1"`` or ``"p[0]"``, ``"y0[A]"`` or ``"y0[0]"``).
     sol : DenseOutput or None
         The continuous solution ``sol(t)`` when ``dense_output=True``.
     success : bool
@@ -63,7 +68,7 @@ class DenseOutput:
     0.606531
     """
 
-    def __init__(self, t_start, t_end, segments):
+    def __init__(self, t_start, t_end, segments, n_states=None, split=None):
         self.t_min = min(t_start, t_end)
         self.t_max = max(t_start, t_end)
         self.t_start = t_start
@@ -72,12 +77,32 @@ class DenseOutput:
         self._segments = [segment for segment in segments if segment[0].shape[0]]
         self._forward = t_end >= t_start
         self._starts = np.array([segment[0][0] for segment in self._segments])
+        # a solve with sensitivities stores the augmented state; ``split`` separates it
+        self._n_states = n_states
+        self._split = split
 
     @property
     def n_steps(self):
         return sum(segment[0].shape[0] for segment in self._segments)
 
     def __call__(self, t):
+        values, scalar = self._evaluate(t)
+        if self._split is not None:
+            values = self._split(values)[0].T
+        return values[0] if scalar else values.T
+
+    def sens(self, t):
+        """The sensitivities at ``t``: shape ``(n_states, n_sens)`` for a scalar ``t``,
+        ``(n_states, n_sens, len(t))`` for an array (solves with ``sensitivity=`` only)."""
+        if self._split is None:
+            raise ValueError(
+                "this solve has no sensitivities: pass `sensitivity=` (e.g. paramest.Forward())"
+            )
+        values, scalar = self._evaluate(t)
+        sens = self._split(values)[1]
+        return sens[:, :, 0] if scalar else sens
+
+    def _evaluate(self, t):
         t_array = np.asarray(t, dtype=np.float64)
         scalar = t_array.ndim == 0
         queries = np.ascontiguousarray(t_array.reshape(-1))
@@ -109,7 +134,7 @@ class DenseOutput:
             evaluate_dense(np.ascontiguousarray(queries[mask]), step_t, step_h, step_y,
                            step_k, dense, part)
             out[mask] = part
-        return out[0] if scalar else out.T
+        return out, scalar
 
     def __repr__(self):
         return f"DenseOutput(t in [{self.t_min}, {self.t_max}], {self.n_steps} steps)"

@@ -5,13 +5,23 @@ import numbers
 import operator
 import sys
 import warnings
+from functools import partial
 
 import numpy as np
 
+from paramest import sensitivity as sens_methods
 from paramest.errors import ComplexStepWarning, ModelError
 from paramest.fingerprint import first_change
 from paramest.kernels import status as st
 from paramest.kernels.explicit import integrate, pack_tableau
+from paramest.kernels.fields import (
+    A_JAC,
+    A_RHS,
+    A_RHS_COMPLEX,
+    A_RHS_COMPLEX_TIME,
+    A_SIZE,
+    plain_field,
+)
 from paramest.kernels.records import (
     float_options,
     float_state,
@@ -20,11 +30,6 @@ from paramest.kernels.records import (
     int_state,
 )
 from paramest.kernels.rosenbrock import (
-    A_JAC,
-    A_RHS,
-    A_RHS_COMPLEX,
-    A_RHS_COMPLEX_TIME,
-    A_SIZE,
     MAX_SINGULAR,
     integrate_rosenbrock,
     pack_rosenbrock_tableau,
@@ -90,6 +95,7 @@ _EMPTY_2D = np.empty((0, 0))
 _EMPTY_3D = np.empty((0, 0, 0))
 _FIRST_CAPACITY = 128
 _NO_SWITCHES = ()
+_NO_LABELS = ()
 
 _SUCCESS_MESSAGE = "The solver successfully reached the end of the integration interval."
 
@@ -306,11 +312,14 @@ class _Run:
     )
 
 
-def _dense_buffers(n, s_total, dense_output):
+def _dense_buffers(n, s_total, dense_output, dtype=np.float64):
     if not dense_output:
-        return _EMPTY_1D, _EMPTY_1D, _EMPTY_2D, _EMPTY_3D
+        if dtype == np.float64:
+            return _EMPTY_1D, _EMPTY_1D, _EMPTY_2D, _EMPTY_3D
+        return _EMPTY_1D, _EMPTY_1D, np.empty((0, 0), dtype), np.empty((0, 0, 0), dtype)
     d_cap = _FIRST_CAPACITY
-    return np.empty(d_cap), np.empty(d_cap), np.empty((d_cap, n)), np.empty((d_cap, s_total, n))
+    return (np.empty(d_cap), np.empty(d_cap), np.empty((d_cap, n), dtype),
+            np.empty((d_cap, s_total, n), dtype))
 
 
 def _rosenbrock_setup(model, y, params, t0, iopts):
@@ -360,6 +369,11 @@ def _new_rosenbrock_setup(model, y, params, t0, iopts):
     return addresses, record
 
 
+def _model_addresses(model):
+    """The model's ``fields.A_*`` address record for the explicit methods."""
+    return model.addresses
+
+
 def _grow_buffers(run, code):
     """Grow the buffer a kernel found full (``OUTPUT_FULL`` or ``DENSE_FULL``) fourfold."""
     if code == st.OUTPUT_FULL:
@@ -385,23 +399,37 @@ def _close_segment(run, entry):
     run.istate[st.I_N_DENSE] = 0
 
 
-def _run_method(entry, model, y, params, atol, fopts, iopts, times, run, K):
+class _Fields:
+    """The vector fields a solve integrates (:mod:`paramest.kernels.fields`): the plain
+    model, or the model augmented with its sensitivities, for either method family."""
+
+    __slots__ = ("model", "explicit", "wrap", "y0", "params", "t0")
+
+    def __init__(self, model, wrap, y0, params, t0):
+        self.model = model
+        self.wrap = wrap
+        self.explicit = wrap(_model_addresses(model))
+        self.y0 = y0
+        self.params = params
+        self.t0 = t0
+
+    def stiff(self, iopts):
+        """The Rosenbrock field and option record (derivative modes) for ``iopts``."""
+        addresses, record = _rosenbrock_setup(self.model, self.y0, self.params, self.t0, iopts)
+        return self.wrap(addresses), record
+
+
+def _run_method(entry, fields, y, params, atol, fopts, iopts, times, run, K):
     """Call one method's kernel until it finishes, fails or asks for a switch, growing the
     output buffers when it asks for that."""
     if entry.kind == "explicit":
-        while True:
-            code = integrate(
-                model.address, y, params, atol, fopts, iopts, entry.tab, entry.tab_info,
-                times, run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y,
-                run.dense_k, K, run.fstate, run.istate,
-            )
-            if code != st.OUTPUT_FULL and code != st.DENSE_FULL:
-                return code
-            _grow_buffers(run, code)
-    addresses, iopts_stiff = _rosenbrock_setup(model, y, params, fopts[st.O_T0], iopts)
+        kernel, field, record = integrate, fields.explicit, iopts
+    else:
+        kernel = integrate_rosenbrock
+        field, record = fields.stiff(iopts)
     while True:
-        code = integrate_rosenbrock(
-            addresses, y, params, atol, fopts, iopts_stiff, entry.tab, entry.tab_info, times,
+        code = kernel(
+            field, y, params, atol, fopts, record, entry.tab, entry.tab_info, times,
             run.t_out, run.y_out, run.dense_t, run.dense_h, run.dense_y, run.dense_k, K,
             run.fstate, run.istate,
         )
@@ -410,10 +438,11 @@ def _run_method(entry, model, y, params, atol, fopts, iopts, times, run, K):
         _grow_buffers(run, code)
 
 
-def _switch_methods(code, active, model, y, params, atol, fopts, iopts, times, run,
+def _switch_methods(code, active, fields, y, params, atol, fopts, iopts, times, run,
                     dense_output):
     """``method="auto"`` after its first request to switch (``code``): hand the solve
-    between the explicit and the stiff method until it finishes or fails.
+    between the explicit and the stiff method until it finishes or fails. The (augmented)
+    state, sensitivities included, carries over.
 
     Returns ``(status, switches, the method in use at the end)``.
     """
@@ -426,7 +455,7 @@ def _switch_methods(code, active, model, y, params, atol, fopts, iopts, times, r
         if dense_output:
             _close_segment(run, previous)
             run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
-                n, active.s_total, True
+                n, active.s_total, True, y.dtype
             )
         # the new method starts afresh from the current (t, y, h)
         istate = run.istate
@@ -438,7 +467,7 @@ def _switch_methods(code, active, model, y, params, atol, fopts, iopts, times, r
         istate[st.I_STIFFNESS_DETECTED] = 0
         run.fstate[st.F_ERR_PREVIOUS] = 1.0
         K = np.empty((active.s_total, n))
-        code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
+        code = _run_method(active, fields, y, params, atol, fopts, iopts, times, run, K)
     return code, switches, active
 
 
@@ -456,6 +485,9 @@ def solve(
     p=None,
     y0=None,
     dt=None,
+    sensitivity=None,
+    sens_params=None,
+    sens_y0=None,
 ):
     """Solve an :class:`ODEProblem` with a compiled explicit Runge–Kutta or Rosenbrock
     method.
@@ -495,13 +527,25 @@ def solve(
         Fixed step size. Required by ``"RK4"`` and ``"Euler"``; with an adaptive method it
         switches error control off and takes steps of ``dt`` (the last one shortened to end
         on ``t_span[1]``). Not allowed with ``"auto"``.
+    sensitivity : SensitivityMethod, optional
+        Also compute the derivatives of the solution with respect to parameters and
+        initial states: :class:`paramest.Forward` (exact, every method),
+        :class:`paramest.ComplexStep` (the derivative of the discrete solution, explicit
+        methods) or :class:`paramest.FiniteDifferences` (a reference). See the README's
+        "Sensitivities" section for costs.
+    sens_params : int, str or sequence, optional
+        The parameters to differentiate by (indices or ``param_names``); default all.
+    sens_y0 : int, str or sequence, optional
+        The initial states to differentiate by (indices or ``state_names``); default none.
 
     Returns
     -------
     Solution
         ``t``, ``y`` (shape ``(n_states, n_times)``), ``success``, ``status``,
         ``message``, ``nfev``, ``njev``, ``nlu``, ``n_accepted``, ``n_rejected``,
-        ``switches``, ``sol``. Solver failures (step-size underflow, ``max_steps``,
+        ``switches``, ``sol``; with ``sensitivity``, ``sens`` of shape ``(n_states,
+        n_sens, n_times)`` (columns: ``sens_params`` then ``sens_y0``, named by
+        ``sens_labels``) and ``sol.sens(t)``. Solver failures (step-size underflow, ``max_steps``,
         non-finite values, a singular iteration matrix, a non-finite Jacobian) are
         reported through ``success=False``, a negative ``status`` and the ``message``,
         never raised.
@@ -572,18 +616,54 @@ def solve(
     save_every_step = t_eval is None
     iopts = iopts_template[0] if save_every_step else iopts_template[1]
     dt_value = fopts[st.O_DT]
-
     if save_every_step:
         times = _EMPTY_1D
+    else:
+        times = _check_t_eval(t_eval, t0, t_end)
+
+    columns = None
+    if sensitivity is None:
+        if sens_params is not None or sens_y0 is not None:
+            raise ValueError(
+                "`sens_params` and `sens_y0` choose sensitivity columns: pass "
+                "`sensitivity=` as well (for example paramest.Forward())"
+            )
+        fields = _Fields(model, plain_field, y, params, t0)
+        state, kernel_params, kernel_atol = y, params, atol
+    else:
+        sens_methods.check_method(sensitivity, entry.kind, entry.name)
+        setup = _sensitivity_setup(problem, sensitivity, sens_params, sens_y0)
+        columns = setup.columns
+        if isinstance(sensitivity, sens_methods.FiniteDifferences):
+            return _finite_difference_solve(
+                problem, method, t_eval, times, columns, sensitivity, y, params,
+                dict(rtol=rtol, atol=atol, first_step=first_step, max_step=max_step,
+                     max_steps=max_steps, dense_output=dense_output, dt=dt),
+            )
+        k = len(columns)
+        if isinstance(sensitivity, sens_methods.ComplexStep):
+            field, state = sens_methods.complex_directions(
+                model, _model_addresses(model), columns, y, params
+            )
+            fields = _Fields(model, lambda addresses: field, y, params, t0)
+            kernel_params = field[2][0].copy()
+            kernel_atol = np.tile(atol, max(k, 1))
+        else:
+            fields = _Fields(model, setup.wrap, y, params, t0)
+            state = sens_methods.initial_augmented_state(y, columns)
+            kernel_params = params
+            kernel_atol = setup.tolerances(atol)
+    n_all = state.shape[0]
+
+    if save_every_step:
         capacity = _FIRST_CAPACITY if dt_value == 0.0 else int(
             min(abs(t_end - t0) / dt_value + 2, iopts[st.IO_MAX_STEPS] + 2)
         )
     else:
-        times = _check_t_eval(t_eval, t0, t_end)
         capacity = times.shape[0]
     run = _Run()
     run.t_out = np.empty(capacity)
-    run.y_out = np.empty((capacity, n))
+    run.y_out = np.empty((capacity, n_all), dtype=state.dtype)
     run.fstate = float_state()
     run.istate = int_state()
     run.segments = []
@@ -591,9 +671,9 @@ def solve(
     # One method, or "auto" until its first switch: no bookkeeping for switches.
     active = _METHOD_TABLE[_AUTO_PAIR[0]] if entry.kind == "auto" else entry
     run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
-        n, active.s_total, dense_output
+        n_all, active.s_total, dense_output, state.dtype
     )
-    K = np.empty((active.s_total, n))
+    K = np.empty((active.s_total, n_all), dtype=state.dtype)
     # An exception inside a compiled model can only be printed by Numba's wrapper; the hook
     # counts it instead, and the solve reports it (see model.record_model_exception).
     previous_hook = sys.unraisablehook
@@ -601,11 +681,14 @@ def solve(
     exceptions_before = MODEL_EXCEPTIONS.count
     MODEL_EXCEPTIONS.first = None
     try:
-        code = _run_method(active, model, y, params, atol, fopts, iopts, times, run, K)
+        code = _run_method(
+            active, fields, state, kernel_params, kernel_atol, fopts, iopts, times, run, K
+        )
         switches = _NO_SWITCHES
         if code == st.SWITCH_TO_STIFF:
             code, switches, active = _switch_methods(
-                code, active, model, y, params, atol, fopts, iopts, times, run, dense_output
+                code, active, fields, state, kernel_params, kernel_atol, fopts, iopts, times,
+                run, dense_output,
             )
     finally:
         sys.unraisablehook = previous_hook
@@ -620,10 +703,22 @@ def solve(
     n_out = ist[st.I_N_OUT]
     t_reached = fst[st.F_T]
     stiffness_detected = ist[st.I_STIFFNESS_DETECTED] != 0
-    sol = DenseOutput(t0, t_reached, run.segments) if dense_output else None
+    outputs = run.y_out[:n_out]
+    if columns is None:
+        y_result, sens, labels, split = outputs.T, None, _NO_LABELS, None
+    else:
+        labels = columns.labels
+        if state.dtype == np.complex128:
+            split = partial(sens_methods.split_complex, n=n, k=len(columns))
+        else:
+            split = partial(sens_methods.split_forward, n=n, k=len(columns))
+        y_result, sens = split(outputs)
+    sol = DenseOutput(t0, t_reached, run.segments, n, split) if dense_output else None
     return Solution(
         t=run.t_out[:n_out],
-        y=run.y_out[:n_out].T,
+        y=y_result,
+        sens=sens,
+        sens_labels=list(labels),
         sol=sol,
         success=code == st.SUCCESS,
         status=code,
@@ -641,6 +736,104 @@ def solve(
         switches=list(switches),
         stiffness_detected=stiffness_detected or bool(switches),
     )
+
+
+class _SensitivitySetup:
+    """What a solve with sensitivities needs beyond its arguments, kept per model and column
+    choice (a fit repeats the same choice thousands of times): the columns and the forward
+    field over each address record."""
+
+    __slots__ = ("columns", "model", "error_control", "_fields", "_atol")
+
+    def __init__(self, problem, sensitivity, sens_params, sens_y0):
+        self.columns = sens_methods.Columns(problem, sens_params, sens_y0)
+        self.model = problem.model
+        self.error_control = getattr(sensitivity, "error_control", True)
+        self._fields = {}
+        self._atol = (None, None)
+
+    def wrap(self, addresses):
+        field = self._fields.get(id(addresses))
+        if field is None or field[0] is not addresses:
+            field = sens_methods.forward_fields(
+                self.model, addresses, self.columns, self.error_control
+            )
+            self._fields[id(addresses)] = field
+        return field
+
+    def tolerances(self, atol):
+        """``atol`` for every block of the augmented state (the states' own for each
+        sensitivity column)."""
+        if self._atol[0] is not atol:
+            self._atol = (atol, np.tile(atol, 1 + len(self.columns)))
+        return self._atol[1]
+
+
+def _hashable(selection):
+    # typed, so that a cached choice of [1] does not stand in for an invalid [True]
+    items = selection if isinstance(selection, (list, tuple)) else (selection,)
+    return tuple((type(item), item) for item in items)
+
+
+def _sensitivity_setup(problem, sensitivity, sens_params, sens_y0):
+    key = (
+        "sensitivity", type(sensitivity), getattr(sensitivity, "error_control", None),
+        _hashable(sens_params), _hashable(sens_y0), problem.param_names, problem.state_names,
+    )
+    setups = problem.model.stiff_setups
+    try:
+        setup = setups.get(key)
+    except TypeError:  # an unhashable selection (an array, say): no caching
+        return _SensitivitySetup(problem, sensitivity, sens_params, sens_y0)
+    if setup is None:
+        setup = _SensitivitySetup(problem, sensitivity, sens_params, sens_y0)
+        setups[key] = setup
+    return setup
+
+
+def _finite_difference_solve(problem, method, t_eval, times, columns, sensitivity, y0, params,
+                             options):
+    """``FiniteDifferences()``: central differences of whole solves, column by column."""
+    if t_eval is None:
+        raise ValueError(
+            "sensitivity=FiniteDifferences() needs `t_eval`: solves at perturbed values "
+            "take different steps, so only fixed output times can be differenced"
+        )
+    if options["dense_output"]:
+        raise ValueError(
+            "sensitivity=FiniteDifferences() gives no dense output; use paramest.Forward()"
+        )
+    base = solve(problem, method, times, p=params, y0=y0, **options)
+    if not base.success:
+        return base
+    n = y0.shape[0]
+    sens = np.empty((n, len(columns), times.shape[0]))
+    nfev = base.nfev
+    step = sensitivity.relative_step
+    perturbed = [("p", i) for i in columns.params] + [("y0", i) for i in columns.y0]
+    for c, (kind, i) in enumerate(perturbed):
+        values = params if kind == "p" else y0
+        delta = sens_methods.finite_difference_step(values[i], step)
+        outputs = []
+        for sign in (1.0, -1.0):
+            moved = values.copy()
+            moved[i] += sign * delta
+            arguments = {"p": moved, "y0": y0} if kind == "p" else {"p": params, "y0": moved}
+            result = solve(problem, method, times, **arguments, **options)
+            nfev += result.nfev
+            if not result.success:
+                result.message = (
+                    f"FiniteDifferences: the solve at {kind}[{i}] "
+                    f"{'+' if sign > 0 else '-'} {delta:.3g} failed: {result.message}"
+                )
+                result.sens = None
+                return result
+            outputs.append(result.y)
+        sens[:, c, :] = (outputs[0] - outputs[1]) / (2.0 * delta)
+    base.sens = sens
+    base.sens_labels = columns.labels
+    base.nfev = nfev
+    return base
 
 
 def _load_compiled_kernels():

@@ -175,3 +175,135 @@ def forward_difference_spread(output, p0, index):
     if median == 0.0:
         return float("inf")
     return float((differences.max() - differences.min()) / median)
+
+
+# --- a parametrised linear cascade with exact sensitivities --------------------------
+# y_0' = -p_0 y_0,  y_i' = p_{i-1} y_{i-1} - p_i y_i  (i = 1 .. n-1): state i passes its
+# mass on to state i+1 at rate p_i and the last state drains at rate p_{n-1}. So A(p) is
+# lower bidiagonal, linear in p, with exactly n parameters for n states, and
+# dA/dp_k = -e_k e_k^T + e_{k+1} e_k^T (the second term absent for the last k).
+
+
+def rate_chain(t, y, p, dydt):
+    # the cascade above, for any n = y.shape[0] (one compiled model for every size)
+    dydt[0] = -p[0] * y[0]
+    for i in range(1, y.shape[0]):
+        dydt[i] = p[i - 1] * y[i - 1] - p[i] * y[i]
+
+
+def linear_chain_rates(n):
+    """`n` reproducible, well-spread rates in [0.2, 2]: 0.2 * 10**frac(k * golden ratio),
+    a low-discrepancy sequence, so that neighbouring states have different rates (distinct
+    eigenvalues) and every parameter count from 2 to 200 gets the whole range."""
+    k = np.arange(n)
+    return 0.2 * 10.0 ** np.mod(k * 0.6180339887498949, 1.0)
+
+
+def linear_chain_matrix(p, n):
+    """A(p) of the cascade: y' = A(p) y, shape (n, n)."""
+    p = np.asarray(p, dtype=float)
+    A = np.zeros((n, n))
+    i = np.arange(n)
+    A[i, i] = -p[:n]
+    A[i[1:], i[:-1]] = p[: n - 1]
+    return A
+
+
+def linear_chain_derivative_matrices(p, n):
+    """dA/dp_k for k = 0 .. n-1, as a list of (n, n) arrays (A is linear in p, so they
+    do not depend on p)."""
+    out = []
+    for k in range(n):
+        dA = np.zeros((n, n))
+        dA[k, k] = -1.0
+        if k + 1 < n:
+            dA[k + 1, k] = 1.0
+        out.append(dA)
+    return out
+
+
+def linear_exact_sensitivities(A, dA_list, y0, times):
+    """Exact solution and forward sensitivities of ``y' = A(p) y, y(0) = y0``.
+
+    Returns ``(y, S_p, S_y0)`` with shapes ``(n, n_times)``, ``(n, n_params, n_times)``
+    and ``(n, n, n_times)``: ``S_p[:, k, j] = dy/dp_k (t_j)`` for ``dA/dp_k = dA_list[k]``
+    and ``S_y0[:, :, j] = dy/dy0 (t_j) = expm(A t_j)``.
+
+    Van Loan (1978): ``expm([[A, B], [0, A]] t)`` has the top-right block
+    ``int_0^t expm(A (t - s)) B expm(A s) ds``, which is ``dexpm(A t)/dp_k`` for
+    ``B = dA/dp_k``; times ``y0`` it gives ``dy/dp_k``. One 2n x 2n ``expm`` per parameter
+    and time, so keep ``n_params * n_times`` modest for large ``n``.
+    """
+    A = np.asarray(A, dtype=float)
+    y0 = np.asarray(y0, dtype=float)
+    times = np.atleast_1d(np.asarray(times, dtype=float))
+    n, n_p, n_t = A.shape[0], len(dA_list), len(times)
+    y = np.empty((n, n_t))
+    S_p = np.empty((n, n_p, n_t))
+    S_y0 = np.empty((n, n, n_t))
+    M = np.zeros((2 * n, 2 * n))
+    M[:n, :n] = A
+    M[n:, n:] = A
+    for j, t in enumerate(times):
+        E = expm(A * t)
+        S_y0[:, :, j] = E
+        y[:, j] = E @ y0
+        for k, B in enumerate(dA_list):
+            M[:n, n:] = B
+            S_p[:, k, j] = expm(M * t)[:n, n:] @ y0
+    return y, S_p, S_y0
+
+
+@dataclass(frozen=True)
+class LinearSensitivityProblem:
+    """A linear test problem ``y' = A(p) y`` with exact solution and sensitivities.
+
+    ``fun(t, y, p, dydt)`` is the paramest model (A applied in place, Numba-compilable);
+    ``matrix(p)`` is A(p) and ``derivative_matrices(p)`` the list of dA/dp_k.
+    ``exact(times, p=None)`` returns ``(y, S_p, S_y0)`` as
+    :func:`linear_exact_sensitivities` does.
+    """
+
+    name: str
+    fun: object
+    y0: np.ndarray
+    t_span: tuple
+    p: np.ndarray
+    t_eval: np.ndarray
+    matrix: object
+    derivative_matrices: object
+
+    @property
+    def n_states(self):
+        return len(self.y0)
+
+    @property
+    def n_params(self):
+        return len(self.p)
+
+    def exact(self, times=None, p=None):
+        p = self.p if p is None else np.asarray(p, dtype=float)
+        times = self.t_eval if times is None else times
+        return linear_exact_sensitivities(self.matrix(p), self.derivative_matrices(p),
+                                          self.y0, times)
+
+
+def linear_chain_problem(n_states, t_end=10.0, n_times=11):
+    """The cascade :func:`rate_chain` with ``n_states`` states and as many parameters.
+
+    ``y0`` is all ones (every state, hence every parameter, matters from t = 0), ``p``
+    is :func:`linear_chain_rates` (rates in [0.2, 2]: not stiff), ``t_span = (0, t_end)``
+    and ``t_eval`` has ``n_times`` equally spaced times including both ends.
+    """
+    if n_states < 2:
+        raise ValueError(f"`n_states` must be at least 2, got {n_states}")
+    n = int(n_states)
+    return LinearSensitivityProblem(
+        f"linear_chain_{n}", rate_chain, np.ones(n), (0.0, float(t_end)),
+        linear_chain_rates(n), np.linspace(0.0, float(t_end), n_times),
+        lambda p: linear_chain_matrix(p, n), lambda p: linear_chain_derivative_matrices(p, n),
+    )
+
+
+#: 20 states, 20 parameters, t in [0, 10], 11 output times
+LINEAR20 = linear_chain_problem(20)

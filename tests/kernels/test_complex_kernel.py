@@ -8,6 +8,7 @@ import paramest as pe
 from paramest.kernels import records
 from paramest.kernels import status as st
 from paramest.kernels.explicit import integrate, pack_tableau
+from paramest.kernels.fields import model_addresses, plain_field
 from paramest.kernels.tableaus import get_tableau
 from tests.problems import LV_P, LV_Y0, lotka_volterra
 
@@ -28,7 +29,9 @@ def _run(address, y0, p, method, t_eval, rtol=1e-6, atol=1e-8, dt=0.0):
     K = np.empty((tab.shape[0], n), dtype=dtype)
     fstate = records.float_state()
     istate = records.int_state()
-    code = integrate(address, y, np.array(p, dtype=dtype), np.full(n, atol), fopts, iopts,
+    field = plain_field(model_addresses(rhs=address) if dtype == np.float64
+                        else model_addresses(rhs_complex=address))
+    code = integrate(field, y, np.array(p, dtype=dtype), np.full(n, atol), fopts, iopts,
                      tab, info, np.asarray(t_eval, dtype=float), t_out, y_out, empty1, empty1,
                      empty2, empty3, K, fstate, istate)
     assert code == st.SUCCESS

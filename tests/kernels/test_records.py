@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import paramest as pe
-from paramest.kernels import explicit, records, rosenbrock
+from paramest.kernels import explicit, fields, records, rosenbrock
 from paramest.kernels import status as st
+from paramest.kernels.fields import model_addresses, plain_field
 from paramest.kernels.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
 from paramest.kernels.tableaus import TABLEAUS
 from paramest.solve import _validated_options
@@ -32,7 +33,7 @@ def _layout(module, prefix, size_name):
 @pytest.mark.parametrize(
     "module, prefix",
     [(st, "O_"), (st, "IO_"), (st, "F_"), (st, "I_"), (explicit, "T_"), (rosenbrock, "R_"),
-     (rosenbrock, "A_")],
+     (fields, "A_"), (fields, "SI_")],
 )
 def test_every_layout_numbers_its_entries_zero_to_size(module, prefix):
     size_name = prefix + "SIZE"
@@ -208,7 +209,8 @@ def test_a_short_record_is_caught_when_bounds_are_checked():
     empty = np.empty(0)
     with pytest.raises(IndexError):
         explicit.integrate(
-            problem.model.address, problem.y0.copy(), problem.p.copy(), np.full(n, 1e-8),
+            plain_field(model_addresses(rhs=problem.model.address)), problem.y0.copy(),
+            problem.p.copy(), np.full(n, 1e-8),
             records.float_options(0.0, 1.0, 1e-6), short, tab, info, t_eval, np.empty(2),
             np.empty((2, n)), empty, empty, np.empty((0, 0)), np.empty((0, 0, 0)),
             np.empty((tab.shape[0], n)), records.float_state(), records.int_state(),

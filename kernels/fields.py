@@ -1,0 +1,436 @@
+"""Vector fields: what a stepper integrates.
+
+The steppers (:mod:`explicit`, :mod:`rosenbrock`) never call the user's model themselves.
+They integrate a *field*: a small tuple that says how to evaluate the right-hand side of the
+(possibly augmented) state ``Y`` they carry. Three fields exist:
+
+``plain_field(addresses)`` -- ``(addresses,)``
+    ``Y = y``, ``Y' = f(t, y, p)``: an ordinary solve. With complex128 ``y`` and ``p`` the
+    complex-valued model is called (a solve differentiated by the complex step).
+
+``forward_field(addresses, info, param_columns)`` -- ``(addresses, info, param_columns)``
+    ``Y = [y, S_1, ..., S_k]`` with ``S_c = dy/dtheta_c``, ``theta_c`` a parameter
+    (``param_columns[c] >= 0``) or an initial state (``-1``):
+    ``S_c' = J S_c + f_p e_{param_columns[c]}``, each column from one complex evaluation
+    ``Im f(t, y + i h S_c, p + i h e) / h`` (or central differences for models that are not
+    complex-step safe, ``info[SI_JVP_MODE]``). ``info[SI_N_ERROR]`` leading components of
+    ``Y`` enter the error norm: ``n`` (states only) or all of them (sensitivities under error
+    control, as in CVODES and AMICI by default).
+    A Rosenbrock stepper integrating this field gets the method's discrete tangent-linear
+    model (see :func:`field_stage_coupling`).
+
+``complex_directions_field(addresses, info, P)`` -- ``(addresses, info, P)``
+    ``Y = [y + i h S_1, ..., y + i h S_k]`` complex, block ``b`` solved with parameters
+    ``P[b]``: ``k`` complex-step differentiated solves sharing one step sequence (the error
+    norm sees block 0's real part, which is the real solve's).
+
+Each field is told apart by the *type* of its tuple, so the steppers are compiled (and cached
+on disk) once per field kind and the choice costs nothing per evaluation. The functions
+below are ``@overload``-ed on that type and inlined into the steppers (Numba's IR inlining:
+measured on Numba 0.68 at the same cost as writing the body in the loop, whereas a helper
+that is not inlined costs about 70 ns per call with arrays among its arguments).
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, INVERSE_COMPLEX_STEP
+from .fnptr import call_model
+from .status import TIME_DERIVATIVE_ZERO
+
+__all__ = [
+    "A_JAC",
+    "A_RHS",
+    "A_RHS_COMPLEX",
+    "A_RHS_COMPLEX_TIME",
+    "A_SIZE",
+    "JVP_CENTRAL",
+    "JVP_COMPLEX_STEP",
+    "complex_directions_field",
+    "forward_field",
+    "model_addresses",
+    "plain_field",
+    "sensitivity_info",
+]
+
+# Entries of the ``addresses`` record every field starts with.
+A_RHS = 0
+A_RHS_COMPLEX = 1
+A_JAC = 2
+A_RHS_COMPLEX_TIME = 3
+A_SIZE = 4
+
+# Layout of a sensitivity field's ``info`` record.
+SI_N = 0  # states of the model
+SI_N_SENS = 1  # sensitivity columns (or complex directions)
+SI_N_ERROR = 2  # leading components of Y in the error norm
+SI_JVP_MODE = 3
+SI_SIZE = 4
+
+#: Jacobian-vector products ``J S + f_p e`` by one complex evaluation (exact to rounding)
+JVP_COMPLEX_STEP = 0
+#: ... by central differences, two real evaluations (models that are not complex-step safe)
+JVP_CENTRAL = 1
+
+#: ``eps ** (1/4)``: the step of the nested central differences that give the second
+#: derivative term of a Rosenbrock tangent-linear model for a model that is not complex-step
+#: safe (truncation and rounding error both about ``sqrt(eps)``)
+NESTED_BASE_STEP = 1.2207031250000000e-04
+
+_PLAIN = 1
+_FORWARD = 2
+_COMPLEX_DIRECTIONS = 3
+
+
+def model_addresses(rhs=0, rhs_complex=0, jac=0, rhs_complex_time=0):
+    """The int64 ``A_*`` record of a model's compiled versions (0 for those it lacks)."""
+    addresses = np.zeros(A_SIZE, dtype=np.int64)
+    addresses[A_RHS] = rhs
+    addresses[A_RHS_COMPLEX] = rhs_complex
+    addresses[A_JAC] = jac
+    addresses[A_RHS_COMPLEX_TIME] = rhs_complex_time
+    return addresses
+
+
+def plain_field(addresses):
+    """The field ``y' = f(t, y, p)``; ``addresses`` is the int64 ``A_*`` record."""
+    return (addresses,)
+
+
+def sensitivity_info(n, n_sens, n_error, jvp_mode=JVP_COMPLEX_STEP):
+    """The int64 ``info`` record of :func:`forward_field` / :func:`complex_directions_field`."""
+    if jvp_mode not in (JVP_COMPLEX_STEP, JVP_CENTRAL):
+        raise ValueError(f"jvp_mode must be JVP_COMPLEX_STEP or JVP_CENTRAL, got {jvp_mode!r}")
+    if not (n >= 1 and n_sens >= 0 and n_error >= 1):
+        raise ValueError(f"bad sizes n={n}, n_sens={n_sens}, n_error={n_error}")
+    info = np.empty(SI_SIZE, dtype=np.int64)
+    info[SI_N] = n
+    info[SI_N_SENS] = n_sens
+    info[SI_N_ERROR] = n_error
+    info[SI_JVP_MODE] = jvp_mode
+    return info
+
+
+def forward_field(addresses, info, param_columns):
+    """The model augmented with its forward sensitivities (module docstring).
+
+    ``param_columns`` (int64, one entry per column) holds the parameter index of each column,
+    ``-1`` for a column that is a derivative with respect to an initial state.
+    """
+    param_columns = np.ascontiguousarray(param_columns, dtype=np.int64)
+    if param_columns.shape != (info[SI_N_SENS],):
+        raise ValueError("param_columns needs one entry per sensitivity column")
+    return (addresses, info, param_columns)
+
+
+def complex_directions_field(addresses, info, P):
+    """``k`` complex-step differentiated solves in one state (module docstring);
+    ``P`` is ``(k, n_p)`` complex128, block ``b``'s parameters."""
+    P = np.ascontiguousarray(P, dtype=np.complex128)
+    if P.ndim != 2 or P.shape[0] != info[SI_N_SENS]:
+        raise ValueError("P needs one row of parameters per direction")
+    return (addresses, info, P)
+
+
+def _kind(field):
+    """The field kind of a tuple type (None when it is not a field)."""
+    if not isinstance(field, types.BaseTuple):
+        return None
+    if len(field.types) == 1:
+        return _PLAIN
+    if len(field.types) == 3:
+        last = field.types[2]
+        if isinstance(last, types.Array) and last.ndim == 1:
+            return _FORWARD
+        if isinstance(last, types.Array) and last.ndim == 2:
+            return _COMPLEX_DIRECTIONS
+    return None
+
+
+# -- the stubs the steppers call; their implementations are chosen by field type ----------
+
+def field_workspace(field, Y, p):
+    """Work arrays of the field for a state like ``Y`` (allocated once per kernel call)."""
+
+
+def field_rhs(field, ws, t, Y, p, out):
+    """``out = Y'(t, Y)``."""
+
+
+def field_base_size(field, Y):
+    """The number of states of the model itself (the first block of ``Y``)."""
+
+
+def field_error_size(field, Y):
+    """How many leading components of ``Y`` enter the error norm."""
+
+
+def field_stage_coupling(field, ws, t, Y, p, atol, U, stage):
+    """Rosenbrock steps: add the second-derivative coupling to the sensitivity blocks of
+    ``U[stage]`` once the state block ``U[stage, :n]`` is solved."""
+
+
+def field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
+    """Rosenbrock steps: fill the sensitivity blocks of ``f_t`` (``d/dt`` of their
+    right-hand sides) once ``f_t[:n]`` holds the model's ``df/dt``."""
+
+
+# -- implementations ----------------------------------------------------------------------
+
+@overload(field_workspace, inline="always")
+def _field_workspace(field, Y, p):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        def impl(field, Y, p):
+            return (np.empty(0, dtype=np.complex128), np.empty(0, dtype=np.complex128),
+                    np.empty(0, dtype=np.complex128), np.empty(0), np.empty((0, 0)))
+        return impl
+    if kind == _FORWARD or kind == _COMPLEX_DIRECTIONS:
+        def impl(field, Y, p):
+            n = field[1][SI_N]
+            n_p = p.shape[0]
+            # rows of the real work: evaluation point, two shifted points, two outputs,
+            # two Jacobian-vector products
+            return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
+                    np.empty(n, dtype=np.complex128), np.empty(n_p), np.empty((7, n)))
+        return impl
+    return None
+
+
+@overload(field_base_size, inline="always")
+def _field_base_size(field, Y):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        return lambda field, Y: Y.shape[0]
+    if kind is not None:
+        return lambda field, Y: field[1][SI_N]
+    return None
+
+
+@overload(field_error_size, inline="always")
+def _field_error_size(field, Y):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        return lambda field, Y: Y.shape[0]
+    if kind is not None:
+        return lambda field, Y: field[1][SI_N_ERROR]
+    return None
+
+
+def _load_parameters(ws, p):
+    """Copy ``p`` into the complex parameter work array, which :func:`_jvp` then perturbs
+    one entry at a time (and restores)."""
+
+
+@overload(_load_parameters, inline="always")
+def _load_parameters_impl(ws, p):
+    def impl(ws, p):
+        cp = ws[1]
+        for i in range(p.shape[0]):
+            cp[i] = p[i]
+    return impl
+
+
+def _jvp(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p, param, out,
+         out_off, step_base):
+    """``out[out_off:out_off+n] = J(t, x) S[s_off:s_off+n] + f_p(t, x) e_param`` at the point
+    ``x = base[:n] + shift * direction[d_row, :n]``; ``ws[1]`` must hold ``p``
+    (:func:`_load_parameters`)."""
+
+
+@overload(_jvp, inline="always")
+def _jvp_impl(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p, param,
+              out, out_off, step_base):
+    # The complex step is written here (inlined into the steppers); the differences live in
+    # a compiled helper, only called for models that are not complex-step safe.
+    # One exit only: Numba's IR inlining mishandles variables of early-return branches.
+    def impl(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p, param, out,
+             out_off, step_base):
+        cy = ws[0]
+        n = cy.shape[0]
+        if mode == JVP_COMPLEX_STEP:
+            cp = ws[1]
+            cout = ws[2]
+            if shift == 0.0:  # direction is then not read (it may be a work array)
+                for j in range(n):
+                    cy[j] = complex(base[j], COMPLEX_STEP * S[s_off + j])
+            else:
+                for j in range(n):
+                    cy[j] = complex(base[j] + shift * direction[d_row, j],
+                                    COMPLEX_STEP * S[s_off + j])
+            if param >= 0:
+                cp[param] = complex(p[param], COMPLEX_STEP)
+            call_model(addresses[A_RHS_COMPLEX], t, cy, cp, cout)
+            if param >= 0:
+                cp[param] = p[param]
+            for j in range(n):
+                out[out_off + j] = cout[j].imag * INVERSE_COMPLEX_STEP
+        else:
+            point = ws[4][0]
+            for j in range(n):
+                point[j] = base[j] if shift == 0.0 else base[j] + shift * direction[d_row, j]
+            _jvp_central(addresses, t, point, S, s_off, p, param, out, out_off, step_base,
+                         ws[3], ws[4])
+    return impl
+
+
+@njit(cache=True, error_model="numpy")
+def _jvp_central(addresses, t, point, S, s_off, p, param, out, out_off, step_base, rp, rw):
+    """:func:`_jvp` by central differences along ``(S, e_param)``, the step scaled so that
+    every variable moves by about ``step_base`` times its own size (models that are not
+    complex-step safe)."""
+    n = point.shape[0]
+    direction = 0.0
+    size = 0.0
+    for j in range(n):
+        direction = max(direction, abs(S[s_off + j]))
+        size = max(size, abs(point[j]))
+    if param >= 0:
+        direction = max(direction, 1.0)
+        size = max(size, abs(p[param]))
+    if direction == 0.0:
+        for j in range(n):
+            out[out_off + j] = 0.0
+        return
+    delta = step_base * (size if size > 0.0 else 1.0) / direction
+    for j in range(n):
+        rw[1, j] = point[j] + delta * S[s_off + j]
+        rw[2, j] = point[j] - delta * S[s_off + j]
+    for i in range(p.shape[0]):
+        rp[i] = p[i]
+    if param >= 0:
+        rp[param] = p[param] + delta
+    call_model(addresses[A_RHS], t, rw[1], rp, rw[3])
+    if param >= 0:
+        rp[param] = p[param] - delta
+    call_model(addresses[A_RHS], t, rw[2], rp, rw[4])
+    for j in range(n):
+        out[out_off + j] = (rw[3, j] - rw[4, j]) / (2.0 * delta)
+
+
+@overload(field_rhs, inline="always")
+def _field_rhs(field, ws, t, Y, p, out):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        index = A_RHS_COMPLEX if isinstance(Y.dtype, types.Complex) else A_RHS
+
+        def impl(field, ws, t, Y, p, out):
+            call_model(field[0][index], t, Y, p, out)
+        return impl
+    if kind == _FORWARD:
+        def impl(field, ws, t, Y, p, out):
+            addresses, info, param_columns = field
+            n = info[SI_N]
+            mode = info[SI_JVP_MODE]
+            call_model(addresses[A_RHS], t, Y[:n], p, out[:n])
+            _load_parameters(ws, p)
+            for c in range(info[SI_N_SENS]):
+                _jvp(addresses, mode, ws, t, Y, 0.0, ws[4], 0, Y, n + c * n, p,
+                     param_columns[c], out, n + c * n, CENTRAL_BASE_STEP)
+        return impl
+    if kind == _COMPLEX_DIRECTIONS:
+        def impl(field, ws, t, Y, p, out):
+            addresses, info, P = field
+            n = info[SI_N]
+            for b in range(info[SI_N_SENS]):
+                offset = b * n
+                call_model(addresses[A_RHS_COMPLEX], t, Y[offset : offset + n], P[b],
+                           out[offset : offset + n])
+        return impl
+    return None
+
+
+@overload(field_stage_coupling, inline="always")
+def _field_stage_coupling(field, ws, t, Y, p, atol, U, stage):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        def impl(field, ws, t, Y, p, atol, U, stage):
+            return 0
+        return impl
+    if kind == _FORWARD:
+        def impl(field, ws, t, Y, p, atol, U, stage):
+            # The Rosenbrock stage equations differentiated with respect to theta_c give,
+            # besides the terms the augmented right-hand side already has,
+            # (d/dtheta_c J(t_n, y_n)) u_i = (d/dy (J S_c + f_p e_c)) u_i (symmetry of the
+            # second derivative): the derivative of the column's Jacobian-vector product
+            # along the stage's state solution u_i, by central differences of complex-step
+            # products at y_n +- delta u_i (Sandu, Daescu & Carmichael, "Direct and adjoint
+            # sensitivity analysis of chemical kinetic systems with KPP: Part I", Atmos.
+            # Environ. 37, 2003). Without it the sensitivities lose order (Rodas4 to 1).
+            # Returns the complex (or real) evaluations spent.
+            addresses, info, param_columns = field
+            n = info[SI_N]
+            mode = info[SI_JVP_MODE]
+            rw = ws[4]
+            # delta moves each state by at most CENTRAL_BASE_STEP times its scale, a state
+            # near zero counting at 1e-3 of the largest (a velocity released from rest is
+            # not stepped by a rounding-size difference)
+            floor = 0.0
+            for j in range(n):
+                floor = max(floor, abs(Y[j]))
+            floor *= 1e-3
+            largest = 0.0
+            for j in range(n):
+                scale = max(abs(Y[j]), atol[j], floor)
+                if scale > 0.0:
+                    largest = max(largest, abs(U[stage, j]) / scale)
+            evaluations = 0
+            if largest > 0.0:
+                outer = CENTRAL_BASE_STEP if mode == JVP_COMPLEX_STEP else NESTED_BASE_STEP
+                delta = outer / largest
+                _load_parameters(ws, p)
+                for c in range(info[SI_N_SENS]):
+                    for side in range(2):  # one inlined product serves both points
+                        shift = delta if side == 0 else -delta
+                        _jvp(addresses, mode, ws, t, Y, shift, U, stage, Y, n + c * n, p,
+                             param_columns[c], rw[5 + side], 0, NESTED_BASE_STEP)
+                    offset = n + c * n
+                    for j in range(n):
+                        U[stage, offset + j] += (rw[5, j] - rw[6, j]) / (2.0 * delta)
+                    evaluations += 2
+            return evaluations
+        return impl
+    return None
+
+
+@overload(field_time_derivative, inline="always")
+def _field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
+    kind = _kind(field)
+    if kind == _PLAIN:
+        def impl(field, ws, t, Y, p, f_t, time_mode):
+            return 0
+        return impl
+    if kind == _FORWARD:
+        def impl(field, ws, t, Y, p, f_t, time_mode):
+            # d/dt (J S_c + f_p e_c) at fixed (y, S): central differences in t of the
+            # column's Jacobian-vector product (zero for autonomous models)
+            addresses, info, param_columns = field
+            n = info[SI_N]
+            n_sens = info[SI_N_SENS]
+            evaluations = 0
+            if time_mode == TIME_DERIVATIVE_ZERO:
+                for j in range(n, n + n_sens * n):
+                    f_t[j] = 0.0
+            else:
+                mode = info[SI_JVP_MODE]
+                rw = ws[4]
+                if mode == JVP_COMPLEX_STEP:
+                    step = CENTRAL_BASE_STEP * max(1.0, abs(t))
+                    inner = CENTRAL_BASE_STEP
+                else:
+                    step = NESTED_BASE_STEP * max(1.0, abs(t))
+                    inner = NESTED_BASE_STEP
+                _load_parameters(ws, p)
+                for c in range(n_sens):
+                    for side in range(2):
+                        shift = step if side == 0 else -step
+                        _jvp(addresses, mode, ws, t + shift, Y, 0.0, rw, 0, Y, n + c * n, p,
+                             param_columns[c], rw[5 + side], 0, inner)
+                    offset = n + c * n
+                    for j in range(n):
+                        f_t[offset + j] = (rw[5, j] - rw[6, j]) / (2.0 * step)
+                evaluations = 2 * n_sens
+            return evaluations
+        return impl
+    return None

@@ -1,0 +1,411 @@
+"""Sensitivities of a solution with respect to parameters and initial states.
+
+Choose a method with an option object and pass it to :func:`paramest.solve`
+(``sensitivity=``) or :func:`vjp`. Columns are chosen with ``sens_params`` (names or indices
+of parameters; default all) and ``sens_y0`` (names or indices of initial states; default
+none); ``Solution.sens[i, c, j]`` is ``d y_i(t_j) / d theta_c``.
+
+===================== ============================ ================================ =========
+method                when to use it               cost (k columns, n states)        methods
+===================== ============================ ================================ =========
+``Forward()``         the default: exact           one real + k complex model        all
+                      derivatives of the solution   evaluations per stage (explicit);
+                      for up to ~100 columns        Rosenbrock: also 2k per stage for
+                                                    the tangent-linear coupling
+``ComplexStep()``     the exact derivative of the  k complex solves in one kernel    explicit
+                      *discrete* solution (the     call, sharing the real solve's
+                      numbers the solver returns)  steps
+``FiniteDifferences`` a reference for tests only   2k full solves                    all
+===================== ============================ ================================ =========
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+from paramest.errors import SolveError
+from paramest.kernels.derivatives import COMPLEX_STEP
+from paramest.kernels.fields import (
+    JVP_CENTRAL,
+    JVP_COMPLEX_STEP,
+    complex_directions_field,
+    forward_field,
+    sensitivity_info,
+)
+
+__all__ = ["ComplexStep", "FiniteDifferences", "Forward", "SensitivityMethod", "vjp"]
+
+#: complex step of the ``ComplexStep`` solve (the kernels' own)
+_COMPLEX_STEP = COMPLEX_STEP
+
+
+class SensitivityMethod:
+    """Base class of the sensitivity options (``Forward``, ``ComplexStep``,
+    ``FiniteDifferences``)."""
+
+    #: whether the method works with the Rosenbrock (stiff) methods
+    stiff = True
+
+    def __repr__(self):
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({fields})"
+
+    _fields = ()
+
+
+class Forward(SensitivityMethod):
+    """Forward sensitivities: the sensitivity equations solved with the states.
+
+    ``S_c' = J S_c + df/dtheta_c`` is integrated alongside ``y' = f``, each column from one
+    complex-step evaluation of the model, ``Im f(t, y + i h S_c, p + i h e_c) / h``, exact to
+    rounding (central differences, two evaluations, for models that are not complex-step
+    safe; ``ODEProblem`` warns about those). With a Rosenbrock method the step is the
+    method's own tangent-linear model (Sandu, Daescu & Carmichael 2003): one LU
+    factorisation per step serves the states and every column, and the stage equations get
+    the second-derivative term ``(d J / d theta_c) u_i``, from central differences of
+    complex-step products (relative error about 1e-10). So the sensitivities are the
+    derivatives of the discrete solution up to that error, and converge with the method's
+    order.
+
+    Parameters
+    ----------
+    error_control : bool, default True
+        Put the sensitivities into the step-size control, with the states' ``rtol`` and
+        ``atol`` (as CVODES and AMICI do by default): they are then accurate to the
+        tolerance, at the price of somewhat smaller steps. With False the steps are those
+        of the plain solve and the sensitivities are as accurate as those steps make them.
+
+    Notes
+    -----
+    Cost: about ``1 + k`` model evaluations (``k`` of them complex, each 2-4 times a real
+    one) per stage for ``k`` columns, plus for Rosenbrock methods ``2k`` complex evaluations
+    per stage and ``k`` extra triangular solves. Memory: the state grows from ``n`` to
+    ``n (1 + k)`` numbers, dense output likewise. For many parameters and few outputs the
+    adjoint methods (a later release) are cheaper.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> sol = pe.solve(problem, t_eval=[1.0], sensitivity=pe.Forward(), rtol=1e-10)
+    >>> round(float(sol.sens[0, 0, -1]), 8)  # d/dk of 2 exp(-k t) at t = 1
+    -1.21306132
+    """
+
+    _fields = ("error_control",)
+
+    def __init__(self, error_control=True):
+        if not isinstance(error_control, (bool, np.bool_)):
+            raise TypeError(
+                f"`error_control` must be True or False, got {type(error_control).__name__}"
+            )
+        self.error_control = bool(error_control)
+
+
+class ComplexStep(SensitivityMethod):
+    """The whole solve differentiated by the complex step.
+
+    Each column is a solve with complex states and parameters ``p + i h e_c`` (``h =
+    2**-100``), all columns in one kernel call; step sizes are chosen from the real parts, so
+    every column takes exactly the real solve's steps, and ``Im(y) / h`` is the exact
+    derivative of the numbers the solver returns (the discrete solution), to rounding.
+
+    Use it to check other sensitivities, or where the derivative of the computed solution
+    itself is wanted. Explicit methods only (a Rosenbrock method would need the Jacobian of a
+    complex state): use ``Forward()`` for stiff problems. The model must be complex-step
+    safe.
+
+    Notes
+    -----
+    Cost: ``k`` complex solves (each about 2-4 times a real one) sharing one step sequence.
+    Memory: ``k n`` complex numbers of state.
+
+    Examples
+    --------
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> sol = pe.solve(problem, "Tsit5", t_eval=[1.0], sensitivity=pe.ComplexStep(),
+    ...                rtol=1e-10)
+    >>> round(float(sol.sens[0, 0, -1]), 8)
+    -1.21306132
+    """
+
+    stiff = False
+
+
+class FiniteDifferences(SensitivityMethod):
+    """Central differences of whole solves: a reference for tests, not for fitting.
+
+    Each column costs two solves at ``theta_c +- delta``, ``delta = relative_step *
+    max(|theta_c|, 1)`` (a parameter or initial state of zero gets ``relative_step``). The
+    result carries truncation error ``O(delta^2)`` and the solver's error divided by
+    ``delta``: with tolerances far below ``delta^2`` it approximates the derivative of the
+    exact solution.
+
+    Parameters
+    ----------
+    relative_step : float, default 1e-4
+        Relative perturbation of each parameter or initial state.
+
+    Examples
+    --------
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> sol = pe.solve(problem, t_eval=[1.0], sensitivity=pe.FiniteDifferences(),
+    ...                rtol=1e-12, atol=1e-14)
+    >>> round(float(sol.sens[0, 0, -1]), 6)
+    -1.213061
+    """
+
+    _fields = ("relative_step",)
+
+    def __init__(self, relative_step=1e-4):
+        if isinstance(relative_step, bool) or not isinstance(relative_step, numbers.Real):
+            raise TypeError(
+                f"`relative_step` must be a real number, got {type(relative_step).__name__}"
+            )
+        if not 0.0 < float(relative_step) < 1.0:
+            raise ValueError(f"`relative_step` must be in (0, 1), got {relative_step}")
+        self.relative_step = float(relative_step)
+
+
+def _indices(selection, names, size, arg, what, labels_arg, default_all):
+    """Column indices from ``None`` (all or none), an index, a name, or a sequence of them."""
+    if selection is None:
+        return list(range(size)) if default_all else []
+    if isinstance(selection, (str, numbers.Integral)) and not isinstance(selection, bool):
+        selection = [selection]
+    try:
+        items = list(selection)
+    except TypeError:
+        raise TypeError(
+            f"`{arg}` must be None, an index or name of a {what}, or a list of them; got "
+            f"{type(selection).__name__}"
+        ) from None
+    indices = []
+    for item in items:
+        if isinstance(item, str):
+            if names is None:
+                raise ValueError(
+                    f"`{arg}` names {what}s ({item!r}) but the problem has no "
+                    f"`{labels_arg}`; pass indices or give the problem `{labels_arg}`"
+                )
+            if item not in names:
+                raise ValueError(
+                    f"`{arg}`: unknown {what} {item!r}; the problem's {labels_arg} are "
+                    f"{list(names)}"
+                )
+            indices.append(list(names).index(item))
+            continue
+        if isinstance(item, bool):
+            raise TypeError(f"`{arg}` entries must be indices or names, got a bool")
+        try:
+            index = operator.index(item)
+        except TypeError:
+            raise TypeError(
+                f"`{arg}` entries must be indices or names, got {type(item).__name__}"
+            ) from None
+        if not -size <= index < size:
+            raise ValueError(
+                f"`{arg}`: index {index} is out of range for {size} {what}s"
+            )
+        indices.append(index % size)
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"`{arg}` names a {what} twice: {items}")
+    return indices
+
+
+class Columns:
+    """The sensitivity columns of a solve: chosen parameters, then chosen initial states."""
+
+    __slots__ = ("params", "y0", "labels", "param_columns")
+
+    def __init__(self, problem, sens_params, sens_y0):
+        model = problem.model
+        self.params = _indices(
+            sens_params, problem.param_names, model.n_params, "sens_params", "parameter",
+            "param_names", default_all=True,
+        )
+        self.y0 = _indices(
+            sens_y0, problem.state_names, model.n_states, "sens_y0", "state",
+            "state_names", default_all=False,
+        )
+        param_label = (
+            (lambda i: problem.param_names[i]) if problem.param_names is not None
+            else (lambda i: f"p[{i}]")
+        )
+        state_label = (
+            (lambda i: f"y0[{problem.state_names[i]}]") if problem.state_names is not None
+            else (lambda i: f"y0[{i}]")
+        )
+        self.labels = [param_label(i) for i in self.params] + [
+            state_label(i) for i in self.y0
+        ]
+        self.param_columns = np.array(self.params + [-1] * len(self.y0), dtype=np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def check_method(sensitivity, entry_kind, method_name):
+    """Refuse an unsupported method/sensitivity combination before any computation."""
+    if not isinstance(sensitivity, SensitivityMethod):
+        raise TypeError(
+            "`sensitivity` must be None or a sensitivity method (paramest.Forward(), "
+            f"paramest.ComplexStep(), paramest.FiniteDifferences()); got {sensitivity!r:.60}"
+        )
+    if not sensitivity.stiff and entry_kind != "explicit":
+        raise ValueError(
+            f"sensitivity=ComplexStep() needs an explicit method (Tsit5, DP5, ...), not "
+            f"method='{method_name}': a Rosenbrock method would need the Jacobian of a "
+            "complex state. Use sensitivity=paramest.Forward() for stiff problems."
+        )
+
+
+def initial_augmented_state(y0, columns):
+    """``[y0, S_1(0), ..., S_k(0)]``: zero columns for parameters, unit vectors for initial
+    states."""
+    n = y0.shape[0]
+    k = len(columns)
+    state = np.zeros(n * (1 + k))
+    state[:n] = y0
+    for c, i in enumerate(columns.y0):
+        state[n * (1 + len(columns.params) + c) + i] = 1.0
+    return state
+
+
+def forward_fields(model, addresses, columns, error_control):
+    """The forward-sensitivity field over the model's address record ``addresses``."""
+    n = model.n_states
+    k = len(columns)
+    mode = JVP_COMPLEX_STEP if model.complex_step_safe else JVP_CENTRAL
+    info = sensitivity_info(n, k, n * (1 + k) if error_control else n, mode)
+    return forward_field(addresses, info, columns.param_columns)
+
+
+def complex_directions(model, addresses, columns, y0, p):
+    """The ``ComplexStep`` field and its complex starting state (one block per column)."""
+    if not model.complex_step_safe:
+        raise ValueError(
+            "sensitivity=ComplexStep() needs a complex-step safe model; this one is not "
+            f"({model.complex_step_problem}). Use sensitivity=paramest.Forward(), which "
+            "falls back to finite differences for such models."
+        )
+    n = y0.shape[0]
+    k = len(columns)
+    P = np.empty((max(k, 1), p.shape[0]), dtype=np.complex128)
+    P[:] = p
+    state = np.empty(n * max(k, 1), dtype=np.complex128)
+    for c in range(max(k, 1)):
+        state[c * n : (c + 1) * n] = y0
+    for c, i in enumerate(columns.params):
+        P[c, i] += 1j * _COMPLEX_STEP
+    for c, i in enumerate(columns.y0):
+        state[(len(columns.params) + c) * n + i] += 1j * _COMPLEX_STEP
+    info = sensitivity_info(n, max(k, 1), n)
+    return complex_directions_field(addresses, info, P), state
+
+
+def split_complex(values, n, k):
+    """States and sensitivities from a ``ComplexStep`` solve's outputs ``(T, n * k)``."""
+    T = values.shape[0]
+    y = np.ascontiguousarray(values[:, :n].real.T)
+    sens = values.imag.reshape(T, max(k, 1), n)[:, :k].transpose(2, 1, 0) / _COMPLEX_STEP
+    return y, np.ascontiguousarray(sens)
+
+
+def split_forward(values, n, k):
+    """States and sensitivities from a forward-sensitivity solve's outputs ``(T, n(1+k))``."""
+    T = values.shape[0]
+    y = values[:, :n].T
+    sens = np.ascontiguousarray(values[:, n:].reshape(T, k, n).transpose(2, 1, 0))
+    return y, sens
+
+
+def finite_difference_step(value, relative_step):
+    return relative_step * max(abs(value), 1.0)
+
+
+def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_y0=None,
+        method="auto", rtol=1e-6, atol=1e-8, p=None, y0=None, **solve_options):
+    """The gradient of ``sum(cotangent * y(t_eval))`` with respect to the chosen parameters
+    and initial states: any loss written in NumPy, differentiated through the solve.
+
+    For a loss ``L(y)`` of the solution at ``t_eval``, pass ``cotangent = dL/dy`` (for the
+    squared error ``sum((y - data)**2)`` that is ``2 * (y - data)``); the result is ``dL/dp``
+    over the columns ``sens_params`` then ``sens_y0`` (as in :func:`paramest.solve`).
+
+    Parameters
+    ----------
+    problem : ODEProblem
+    t_eval : array_like, shape (n_times,)
+        Output times, as for :func:`paramest.solve`.
+    cotangent : array_like, shape (n_states, n_times)
+        The weight of each output.
+    sensitivity : SensitivityMethod, default ``Forward()``
+        How to differentiate (:class:`Forward`, :class:`ComplexStep`,
+        :class:`FiniteDifferences`; adjoints in a later release).
+    sens_params, sens_y0 : optional
+        The columns: parameters (default all) and initial states (default none), by index
+        or name.
+    method, rtol, atol, p, y0, **solve_options
+        As for :func:`paramest.solve`.
+
+    Returns
+    -------
+    ndarray, shape (n_columns,)
+
+    Raises
+    ------
+    SolveError
+        When the solve fails (its ``solution`` attribute holds the failed result): a
+        gradient of a failed solve would be meaningless.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> t = np.linspace(0.0, 1.0, 5)
+    >>> g = pe.vjp(problem, t, np.ones((1, 5)), rtol=1e-10, atol=1e-12)
+    >>> g.shape
+    (1,)
+    """
+    from paramest.solve import solve
+
+    if sensitivity is None:
+        sensitivity = Forward()
+    if t_eval is None:
+        raise ValueError("`t_eval` is required: the cotangent weighs the outputs at t_eval")
+    n = problem.model.n_states
+    n_times = np.size(t_eval)
+    try:
+        weights = np.asarray(cotangent, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`cotangent` must be an array of shape ({n}, {n_times}), got {cotangent!r:.60}"
+        ) from None
+    if weights.shape != (n, n_times):
+        raise ValueError(
+            f"`cotangent` must have shape (n_states, n_times) = ({n}, {n_times}), got "
+            f"{weights.shape}"
+        )
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("`cotangent` must be finite")
+    sol = solve(
+        problem, method, t_eval, rtol=rtol, atol=atol, p=p, y0=y0, sensitivity=sensitivity,
+        sens_params=sens_params, sens_y0=sens_y0, **solve_options,
+    )
+    if not sol.success:
+        raise SolveError(f"vjp: the solve failed: {sol.message}", sol)
+    return np.einsum("it,ikt->k", weights, sol.sens)
