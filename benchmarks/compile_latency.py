@@ -102,7 +102,7 @@ KERNELS_CHILD = textwrap.dedent(
     t0 = time.perf_counter()
     import paramest as pe
     import_s = time.perf_counter() - t0
-    times = pe.precompile(complex_step=True, verbose=False)
+    times = pe.precompile(complex_step=True, sensitivities=True, verbose=False)
     print(json.dumps(dict(import_s=import_s,
                           times={k: list(v) for k, v in times.items()},
                           events=events)))

@@ -1,10 +1,14 @@
 """One generic explicit Runge–Kutta integrator driven by tableau data.
 
 Every explicit method (Tsit5, DP5, BS3, Vern7, RK4, Euler) is a tableau packed by
-:func:`pack_tableau`; :func:`integrate` does the arithmetic for all of them. The kernel is
-compiled once per machine (``cache=True``) and per state dtype: with float64 arrays it is a
-real solve, with complex128 ``y0`` and ``p`` it is the same solve differentiated by the
-complex step (step decisions use real parts, so the step sequence is identical).
+:func:`pack_tableau`; :func:`integrate` does the arithmetic for all of them. What it
+integrates is a vector field (:mod:`fields`): the plain model, or the model augmented with
+its forward sensitivities. The kernel is compiled once per machine (``cache=True``), per
+state dtype and per field kind: with float64 arrays it is a real solve, with complex128
+``y0`` and ``p`` it is the same solve differentiated by the complex step (step decisions use
+real parts, so the step sequence is identical). The bookkeeping around the steps (options,
+resumable state, step acceptance, outputs) is shared with the Rosenbrock kernel
+(:mod:`stepping`).
 
 The kernel is resumable: its whole state lives in the arrays it is given (``y``, ``K``,
 ``fstate``, ``istate``), so when an output buffer fills up it returns a positive status,
@@ -20,9 +24,10 @@ Performance notes (the step loop of a small model costs about as much as its mod
   multiplications it saves. Each sum is still formed in stage order, so results do not
   depend on these choices (a zero coefficient adds an exact zero; only a non-finite stage
   value, which fails the step anyway, is propagated by it).
-* The loop bodies are written in :func:`integrate` itself or in a closure over its arrays.
-  Arrays handed to a helper inlined by Numba are reference-counted (atomic updates) on
-  each call, which in the step loop costs more than the arithmetic of a small model.
+* The step loop works on views of the arrays that carry no reference count
+  (``stepping.unmanaged``): every array handed to an inlined helper with a loop inside
+  would otherwise be counted up and down (atomic updates) on each call, which in the step
+  loop costs more than the arithmetic of a small model.
 * The integer state lives in local variables during the loop and goes back to ``istate``
   on return (the model call would otherwise force reloads from memory).
 * The PI controller works on logarithms of the error norms: one ``log`` and one ``exp``

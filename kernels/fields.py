@@ -166,9 +166,10 @@ def field_error_size(field, Y):
     """How many leading components of ``Y`` enter the error norm."""
 
 
-def field_stage_coupling(field, ws, t, Y, p, atol, U, stage):
+def field_stage_coupling(field, ws, t, Y, p, atol, U, stage, n_stages):
     """Rosenbrock steps: add the second-derivative coupling to the sensitivity blocks of
-    ``U[stage]`` once the state block ``U[stage, :n]`` is solved."""
+    ``U[stage]`` once the state block ``U[stage, :n]`` is solved (``n_stages`` stages a
+    step)."""
 
 
 def field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
@@ -184,16 +185,19 @@ def _field_workspace(field, Y, p):
     if kind == _PLAIN:
         def impl(field, Y, p):
             return (np.empty(0, dtype=np.complex128), np.empty(0, dtype=np.complex128),
-                    np.empty(0, dtype=np.complex128), np.empty(0), np.empty((0, 0)))
+                    np.empty(0, dtype=np.complex128), np.empty(0), np.empty((0, 0)),
+                    np.empty((0, 0)))
         return impl
     if kind == _FORWARD or kind == _COMPLEX_DIRECTIONS:
         def impl(field, Y, p):
             n = field[1][SI_N]
             n_p = p.shape[0]
             # rows of the real work: evaluation point, two shifted points, two outputs,
-            # two Jacobian-vector products
+            # two Jacobian-vector products; then the Rosenbrock coupling's matrices
+            # (field_stage_coupling): n rows of scaled unit vectors, n per column
             return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
-                    np.empty(n, dtype=np.complex128), np.empty(n_p), np.empty((7, n)))
+                    np.empty(n, dtype=np.complex128), np.empty(n_p), np.zeros((7, n)),
+                    np.zeros((n * (1 + field[1][SI_N_SENS]), n)))
         return impl
     return None
 
@@ -236,7 +240,8 @@ def _jvp(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p, par
          out_off, step_base):
     """``out[out_off:out_off+n] = J(t, x) S[s_off:s_off+n] + f_p(t, x) e_param`` at the point
     ``x = base[:n] + shift * direction[d_row, :n]``; ``ws[1]`` must hold ``p``
-    (:func:`_load_parameters`)."""
+    (:func:`_load_parameters`). ``direction`` must be finite even where ``shift`` is 0:
+    ``ws[5]``, whose entries are finite scales or zeros, serves then."""
 
 
 @overload(_jvp, inline="always")
@@ -252,13 +257,9 @@ def _jvp_impl(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p
         if mode == JVP_COMPLEX_STEP:
             cp = ws[1]
             cout = ws[2]
-            if shift == 0.0:  # direction is then not read (it may be a work array)
-                for j in range(n):
-                    cy[j] = complex(base[j], COMPLEX_STEP * S[s_off + j])
-            else:
-                for j in range(n):
-                    cy[j] = complex(base[j] + shift * direction[d_row, j],
-                                    COMPLEX_STEP * S[s_off + j])
+            for j in range(n):
+                cy[j] = complex(base[j] + shift * direction[d_row, j],
+                                COMPLEX_STEP * S[s_off + j])
             if param >= 0:
                 cp[param] = complex(p[param], COMPLEX_STEP)
             call_model(addresses[A_RHS_COMPLEX], t, cy, cp, cout)
@@ -269,7 +270,7 @@ def _jvp_impl(addresses, mode, ws, t, base, shift, direction, d_row, S, s_off, p
         else:
             point = ws[4][0]
             for j in range(n):
-                point[j] = base[j] if shift == 0.0 else base[j] + shift * direction[d_row, j]
+                point[j] = base[j] + shift * direction[d_row, j]
             _jvp_central(addresses, t, point, S, s_off, p, param, out, out_off, step_base,
                          ws[3], ws[4])
     return impl
@@ -326,7 +327,7 @@ def _field_rhs(field, ws, t, Y, p, out):
             call_model(addresses[A_RHS], t, Y[:n], p, out[:n])
             _load_parameters(ws, p)
             for c in range(info[SI_N_SENS]):
-                _jvp(addresses, mode, ws, t, Y, 0.0, ws[4], 0, Y, n + c * n, p,
+                _jvp(addresses, mode, ws, t, Y, 0.0, ws[5], 0, Y, n + c * n, p,
                      param_columns[c], out, n + c * n, CENTRAL_BASE_STEP)
         return impl
     if kind == _COMPLEX_DIRECTIONS:
@@ -342,53 +343,81 @@ def _field_rhs(field, ws, t, Y, p, out):
 
 
 @overload(field_stage_coupling, inline="always")
-def _field_stage_coupling(field, ws, t, Y, p, atol, U, stage):
+def _field_stage_coupling(field, ws, t, Y, p, atol, U, stage, n_stages):
     kind = _kind(field)
     if kind == _PLAIN:
-        def impl(field, ws, t, Y, p, atol, U, stage):
+        def impl(field, ws, t, Y, p, atol, U, stage, n_stages):
             return 0
         return impl
     if kind == _FORWARD:
-        def impl(field, ws, t, Y, p, atol, U, stage):
+        def impl(field, ws, t, Y, p, atol, U, stage, n_stages):
             # The Rosenbrock stage equations differentiated with respect to theta_c give,
             # besides the terms the augmented right-hand side already has,
-            # (d/dtheta_c J(t_n, y_n)) u_i = (d/dy (J S_c + f_p e_c)) u_i (symmetry of the
-            # second derivative): the derivative of the column's Jacobian-vector product
-            # along the stage's state solution u_i, by central differences of complex-step
-            # products at y_n +- delta u_i (Sandu, Daescu & Carmichael, "Direct and adjoint
-            # sensitivity analysis of chemical kinetic systems with KPP: Part I", Atmos.
-            # Environ. 37, 2003). Without it the sensitivities lose order (Rodas4 to 1).
-            # Returns the complex (or real) evaluations spent.
+            # (d/dtheta_c J(t_n, y_n)) u_i = M_c u_i with M_c = d/dy (J S_c + f_p e_c) at
+            # the step's start (symmetry of the second derivative; Sandu, Daescu &
+            # Carmichael, "Direct and adjoint sensitivity analysis of chemical kinetic
+            # systems with KPP: Part I", Atmos. Environ. 37, 2003). Without it the
+            # sensitivities lose order (Rodas4 to 1). M_c u_i comes from central
+            # differences of complex-step products: with fewer states than stages, M_c
+            # itself once per step (2n products per column), else along each u_i (2 per
+            # column and stage). Steps move each state by CENTRAL_BASE_STEP times its scale,
+            # a state near zero counting at 1e-3 of the largest (a velocity released from
+            # rest is not stepped by a rounding-size difference). Returns the products.
             addresses, info, param_columns = field
             n = info[SI_N]
+            n_sens = info[SI_N_SENS]
             mode = info[SI_JVP_MODE]
             rw = ws[4]
-            # delta moves each state by at most CENTRAL_BASE_STEP times its scale, a state
-            # near zero counting at 1e-3 of the largest (a velocity released from rest is
-            # not stepped by a rounding-size difference)
+            coupling = ws[5]
+            outer = CENTRAL_BASE_STEP if mode == JVP_COMPLEX_STEP else NESTED_BASE_STEP
             floor = 0.0
             for j in range(n):
                 floor = max(floor, abs(Y[j]))
             floor *= 1e-3
-            largest = 0.0
-            for j in range(n):
-                scale = max(abs(Y[j]), atol[j], floor)
-                if scale > 0.0:
-                    largest = max(largest, abs(U[stage, j]) / scale)
             evaluations = 0
-            if largest > 0.0:
-                outer = CENTRAL_BASE_STEP if mode == JVP_COMPLEX_STEP else NESTED_BASE_STEP
-                delta = outer / largest
-                _load_parameters(ws, p)
-                for c in range(info[SI_N_SENS]):
-                    for side in range(2):  # one inlined product serves both points
-                        shift = delta if side == 0 else -delta
-                        _jvp(addresses, mode, ws, t, Y, shift, U, stage, Y, n + c * n, p,
-                             param_columns[c], rw[5 + side], 0, NESTED_BASE_STEP)
-                    offset = n + c * n
+            if n < n_stages:
+                if stage == 0:
+                    # rows 0..n-1: the scaled unit vectors the differences step along
                     for j in range(n):
-                        U[stage, offset + j] += (rw[5, j] - rw[6, j]) / (2.0 * delta)
-                    evaluations += 2
+                        scale = max(abs(Y[j]), atol[j], floor)
+                        coupling[j, j] = scale if scale > 0.0 else 1.0
+                    _load_parameters(ws, p)
+                    for c in range(n_sens):
+                        offset = n + c * n
+                        for j in range(n):
+                            for side in range(2):
+                                shift = outer if side == 0 else -outer
+                                _jvp(addresses, mode, ws, t, Y, shift, coupling, j, Y, offset,
+                                     p, param_columns[c], rw[5 + side], 0, NESTED_BASE_STEP)
+                            step = 2.0 * outer * coupling[j, j]
+                            for i in range(n):
+                                coupling[offset + i, j] = (rw[5, i] - rw[6, i]) / step
+                    evaluations = 2 * n * n_sens
+                for c in range(n_sens):
+                    offset = n + c * n
+                    for i in range(n):
+                        acc = 0.0
+                        for j in range(n):
+                            acc += coupling[offset + i, j] * U[stage, j]
+                        U[stage, offset + i] += acc
+            else:
+                largest = 0.0
+                for j in range(n):
+                    scale = max(abs(Y[j]), atol[j], floor)
+                    if scale > 0.0:
+                        largest = max(largest, abs(U[stage, j]) / scale)
+                if largest > 0.0:
+                    delta = outer / largest
+                    _load_parameters(ws, p)
+                    for c in range(n_sens):
+                        for side in range(2):  # one inlined product serves both points
+                            shift = delta if side == 0 else -delta
+                            _jvp(addresses, mode, ws, t, Y, shift, U, stage, Y, n + c * n, p,
+                                 param_columns[c], rw[5 + side], 0, NESTED_BASE_STEP)
+                        offset = n + c * n
+                        for j in range(n):
+                            U[stage, offset + j] += (rw[5, j] - rw[6, j]) / (2.0 * delta)
+                    evaluations = 2 * n_sens
             return evaluations
         return impl
     return None
@@ -425,8 +454,8 @@ def _field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
                 for c in range(n_sens):
                     for side in range(2):
                         shift = step if side == 0 else -step
-                        _jvp(addresses, mode, ws, t + shift, Y, 0.0, rw, 0, Y, n + c * n, p,
-                             param_columns[c], rw[5 + side], 0, inner)
+                        _jvp(addresses, mode, ws, t + shift, Y, 0.0, ws[5], 0, Y, n + c * n,
+                             p, param_columns[c], rw[5 + side], 0, inner)
                     offset = n + c * n
                     for j in range(n):
                         f_t[offset + j] = (rw[5, j] - rw[6, j]) / (2.0 * step)

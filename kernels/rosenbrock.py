@@ -438,7 +438,7 @@ def integrate_rosenbrock(
             # with the same factors.
             for block in range(n_blocks):
                 if block == 1:
-                    field_stage_coupling(field, ws, t, y, p, atol, U, stage)
+                    field_stage_coupling(field, ws, t, y, p, atol, U, stage, s)
                 offset = block * n
                 # row interchanges, then the unit lower and the upper triangle, column by
                 # column so that the inner loops run over contiguous memory of the

@@ -181,7 +181,8 @@ def _check_t_eval(t_eval, t0, t1):
     return times
 
 
-def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_name):
+def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_name,
+             sensitivities=False):
     if code == st.SUCCESS:
         return _SUCCESS_MESSAGE
     stiff_hint = ""
@@ -204,11 +205,19 @@ def _message(code, t, h, t_end, max_steps, stiffness_detected, t_stiff, method_n
             "that t." + stiff_hint
         )
     if code == st.NON_FINITE:
+        what = "state, its derivative or its sensitivities" if sensitivities else (
+            "state or its derivative"
+        )
+        sensitivity_hint = (
+            " A sensitivity alone becomes non-finite where the model's derivative with "
+            "respect to a parameter or state is not defined (sqrt or a power below 1 at "
+            "zero)." if sensitivities else ""
+        )
         return (
-            f"The state or its derivative became non-finite (NaN or inf) at t={t:.6g}: the "
-            "solution may blow up there, or the model divides by zero or leaves its "
-            "domain (log or sqrt of a negative value). Check the model and "
-            "parameters." + stiff_hint
+            f"The {what} became non-finite (NaN or inf) at t={t:.6g}: the solution may "
+            "blow up there, or the model divides by zero or leaves its domain (log or sqrt "
+            "of a negative value). Check the model and parameters." + sensitivity_hint
+            + stiff_hint
         )
     if code == st.SINGULAR_MATRIX:
         return (
@@ -724,7 +733,7 @@ def solve(
         status=code,
         message=_SUCCESS_MESSAGE if code == st.SUCCESS else _message(
             code, t_reached, fst[st.F_H], t_end, int(iopts[st.IO_MAX_STEPS]),
-            stiffness_detected, fst[st.F_T_STIFF], active.name,
+            stiffness_detected, fst[st.F_T_STIFF], active.name, columns is not None,
         ),
         t_final=t_reached,
         nfev=ist[st.I_NFEV],

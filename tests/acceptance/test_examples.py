@@ -3,6 +3,7 @@
 import doctest
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def test_robertson_example_runs(tmp_path):
 
 @pytest.mark.parametrize(
     "module",
-    ["paramest.problems", "paramest.solve", "paramest.solution", "paramest.model"],
+    ["paramest.problems", "paramest.solve", "paramest.solution", "paramest.model",
+     "paramest.sensitivity"],
 )
 def test_docstring_examples(module):
     failures, tried = doctest.testmod(
@@ -52,10 +54,30 @@ def test_public_functions_document_their_parameters():
 
     import paramest as pe
 
-    for obj in (pe.solve, pe.ODEProblem):
+    for obj in (pe.solve, pe.ODEProblem, pe.vjp):
         doc = inspect.getdoc(obj)
         signature = inspect.signature(obj)
         for name in signature.parameters:
             if name == "self":
                 continue
             assert name in doc, f"{obj.__name__} does not document `{name}`"
+
+
+def _readme_python_blocks():
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_example_and_sensitivity_snippet_run(capsys):
+    """The README's example and its sensitivities snippet (which continues it) run as
+    written, and print what their comments say."""
+    blocks = _readme_python_blocks()
+    example = next(b for b in blocks if "import paramest as pe" in b)
+    snippet = next(b for b in blocks if "sensitivity=pe.Forward()" in b)
+    namespace = {}
+    exec(compile(example, "README example", "exec"), namespace)
+    capsys.readouterr()
+    exec(compile(snippet, "README sensitivities", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "(2, 5, 101) ['p[0]', 'p[1]', 'p[2]', 'p[3]', 'y0[prey]']"
+    assert printed[1] == "True"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import njit, typeof
 
 import paramest as pe
 from paramest.compilation import KernelTime
@@ -69,6 +69,61 @@ def test_precompile_in_process_reports_every_kernel(capsys):
     assert list(again) == ["model check", "rosenbrock float64"]
     assert all(t.from_cache for t in again.values())
     assert capsys.readouterr().err == ""
+
+
+def test_precompile_with_sensitivities_and_their_notices(capsys):
+    times = pe.precompile(complex_step=True, sensitivities=True, verbose=False)
+    assert list(times)[-3:] == [
+        "explicit forward", "explicit complex directions", "rosenbrock forward",
+    ]
+    assert all(t.seconds >= 0.0 for t in times.values())
+    assert capsys.readouterr().err == ""
+
+
+def test_the_notice_names_the_field():
+    from paramest.compilation import _field_kind
+    from paramest.kernels.fields import (
+        complex_directions_field,
+        forward_field,
+        model_addresses,
+        plain_field,
+        sensitivity_info,
+    )
+
+    addresses = model_addresses(rhs=1)
+    info = sensitivity_info(2, 1, 2)
+    fields = (
+        plain_field(addresses),
+        forward_field(addresses, info, [0]),
+        complex_directions_field(addresses, info, np.zeros((1, 1), complex)),
+    )
+    kinds = [_field_kind((typeof(field),)) for field in fields]
+    assert kinds == ["", " with forward sensitivities", " for complex-step sensitivities"]
+
+
+def test_nothing_recompiles_when_columns_parameters_or_tolerances_change():
+    """One compiled kernel per field kind: the sensitivity columns, p, y0 and rtol are
+    runtime data."""
+    from paramest.kernels.explicit import integrate
+    from paramest.kernels.rosenbrock import integrate_rosenbrock
+
+    def decay(t, y, p, dydt):
+        dydt[0] = -p[0] * y[0] + p[1] * y[1]
+        dydt[1] = -p[1] * y[1]
+
+    problem = pe.ODEProblem(decay, [1.0, 2.0], (0.0, 1.0), [0.5, 0.3])
+    forward = pe.Forward()
+    for method in ("Tsit5", "Rodas5P"):
+        pe.solve(problem, method, t_eval=[1.0], sensitivity=forward)
+    before = (len(integrate.signatures), len(integrate_rosenbrock.signatures))
+    for method in ("Tsit5", "Rodas5P", "auto"):
+        for sens_params, sens_y0 in (([0], None), (None, [0, 1]), ([1], [1]), ([], [0])):
+            sol = pe.solve(problem, method, t_eval=[0.5, 1.0], sensitivity=forward,
+                           sens_params=sens_params, sens_y0=sens_y0, p=[0.7, 0.2],
+                           y0=[2.0, 1.0], rtol=1e-8)
+            assert sol.success
+        pe.solve(problem, method, t_eval=[1.0], sensitivity=pe.Forward(error_control=False))
+    assert (len(integrate.signatures), len(integrate_rosenbrock.signatures)) == before
 
 
 def test_precompile_rejects_unknown_kinds():
