@@ -179,27 +179,35 @@ def field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
 
 # -- implementations ----------------------------------------------------------------------
 
-@overload(field_workspace, inline="always")
-def _field_workspace(field, Y, p):
+def _workspace_sizes(field, p):
+    """``(n, n_p, n_sens)`` of a field's work arrays: zeros for the plain field."""
+
+
+@overload(_workspace_sizes, inline="always")
+def _workspace_sizes_impl(field, p):
     kind = _kind(field)
     if kind == _PLAIN:
-        def impl(field, Y, p):
-            return (np.empty(0, dtype=np.complex128), np.empty(0, dtype=np.complex128),
-                    np.empty(0, dtype=np.complex128), np.empty(0), np.empty((0, 0)),
-                    np.empty((0, 0)))
-        return impl
-    if kind == _FORWARD or kind == _COMPLEX_DIRECTIONS:
-        def impl(field, Y, p):
-            n = field[1][SI_N]
-            n_p = p.shape[0]
-            # rows of the real work: evaluation point, two shifted points, two outputs,
-            # two Jacobian-vector products; then the Rosenbrock coupling's matrices
-            # (field_stage_coupling): n rows of scaled unit vectors, n per column
-            return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
-                    np.empty(n, dtype=np.complex128), np.empty(n_p), np.zeros((7, n)),
-                    np.zeros((n * (1 + field[1][SI_N_SENS]), n)))
-        return impl
+        return lambda field, p: (0, 0, 0)
+    if kind is not None:
+        return lambda field, p: (field[1][SI_N], p.shape[0], field[1][SI_N_SENS])
     return None
+
+
+@overload(field_workspace, inline="always")
+def _field_workspace(field, Y, p):
+    if _kind(field) is None:
+        return None
+
+    def impl(field, Y, p):
+        n, n_p, n_sens = _workspace_sizes(field, p)
+        # the complex point, parameters and output of a product; the real parameters; rows
+        # of the real work: evaluation point, two shifted points, two outputs, two
+        # products; then the Rosenbrock coupling's matrices (field_stage_coupling): n rows
+        # of scaled unit vectors, n per column
+        return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
+                np.empty(n, dtype=np.complex128), np.empty(n_p), np.zeros((7, n)),
+                np.zeros((n * (1 + n_sens), n)))
+    return impl
 
 
 @overload(field_base_size, inline="always")
