@@ -378,11 +378,6 @@ def _new_rosenbrock_setup(model, y, params, t0, iopts):
     return addresses, record
 
 
-def _model_addresses(model):
-    """The model's ``fields.A_*`` address record for the explicit methods."""
-    return model.addresses
-
-
 def _grow_buffers(run, code):
     """Grow the buffer a kernel found full (``OUTPUT_FULL`` or ``DENSE_FULL``) fourfold."""
     if code == st.OUTPUT_FULL:
@@ -417,7 +412,7 @@ class _Fields:
     def __init__(self, model, wrap, y0, params, t0):
         self.model = model
         self.wrap = wrap
-        self.explicit = wrap(_model_addresses(model))
+        self.explicit = wrap(model.addresses)
         self.y0 = y0
         self.params = params
         self.t0 = t0
@@ -554,8 +549,9 @@ def solve(
         ``message``, ``nfev``, ``njev``, ``nlu``, ``n_accepted``, ``n_rejected``,
         ``switches``, ``sol``; with ``sensitivity``, ``sens`` of shape ``(n_states,
         n_sens, n_times)`` (columns: ``sens_params`` then ``sens_y0``, named by
-        ``sens_labels``) and ``sol.sens(t)``. Solver failures (step-size underflow, ``max_steps``,
-        non-finite values, a singular iteration matrix, a non-finite Jacobian) are
+        ``sens_labels``) and, with ``dense_output``, ``sol.sol.sens(t)``. Solver failures
+        (step-size underflow, ``max_steps``, non-finite values, a singular iteration
+        matrix, a non-finite Jacobian) are
         reported through ``success=False``, a negative ``status`` and the ``message``,
         never raised.
 
@@ -652,7 +648,7 @@ def solve(
         k = len(columns)
         if isinstance(sensitivity, sens_methods.ComplexStep):
             field, state = sens_methods.complex_directions(
-                model, _model_addresses(model), columns, y, params
+                model, model.addresses, columns, y, params
             )
             fields = _Fields(model, lambda addresses: field, y, params, t0)
             kernel_params = field[2][0].copy()

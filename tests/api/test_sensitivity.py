@@ -510,3 +510,33 @@ def test_a_non_finite_sensitivity_fails_the_solve(model, method, error_control):
             assert not sol.success, (model, method, error_control, t_eval, sol.sens)
             assert sol.status < 0 and "non-finite" in sol.message, sol.message
             assert np.all(np.isfinite(sol.sens)), "non-finite values reported as outputs"
+
+
+def _forced_decay(t, y, p, dydt):
+    dydt[0] = -p[0] * y[0] + np.sin(t)
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "Rodas5P", "auto"])
+def test_backward_integration_of_a_time_dependent_model(method):
+    """t_span running backwards, and f reading t (the Rosenbrock tangent-linear model's
+    d/dt terms): exact values dy/dp and dy/dy0 of y' = -k y + sin t from y(1) = 2."""
+    problem = pe.ODEProblem(_forced_decay, [2.0], (1.0, 0.0), [0.5])
+    sol = pe.solve(problem, method, t_eval=[0.5, 0.0], rtol=1e-10, atol=1e-12,
+                   sensitivity=pe.Forward(), sens_y0=[0])
+    assert sol.success, sol.message
+    # y(t) = e^{-k(t-1)} (2 - c(1)) + c(t), c(t) = (k sin t - cos t) / (1 + k^2)
+    k = 0.5
+
+    def c(t, k):
+        return (k * np.sin(t) - np.cos(t)) / (1.0 + k * k)
+
+    def y(t, k):
+        return np.exp(-k * (t - 1.0)) * (2.0 - c(1.0, k)) + c(t, k)
+
+    t = np.array([0.5, 0.0])
+    h = 1e-6
+    dy_dk = (y(t, k + h) - y(t, k - h)) / (2 * h)
+    dy_dy0 = np.exp(-k * (t - 1.0))
+    np.testing.assert_allclose(sol.y[0], y(t, k), rtol=1e-8)
+    np.testing.assert_allclose(sol.sens[0, 0], dy_dk, rtol=1e-7)
+    np.testing.assert_allclose(sol.sens[0, 1], dy_dy0, rtol=1e-8)
