@@ -46,7 +46,7 @@ from .controller import (
     scaled_error_squared,
     scaled_increment_squared,
 )
-from .fields import field_base_size, field_error_size, field_rhs, field_workspace
+from .fields import field_rhs, field_sizes, field_workspace
 from .stepping import (
     all_finite,
     judge_step,
@@ -190,8 +190,7 @@ def integrate(
     """
     ws = field_workspace(field, y, p)
     n = y.shape[0]
-    n_error = field_error_size(field, y)
-    n_base = field_base_size(field, y)
+    n_base, n_error = field_sizes(field, y)
     n_stages = tab_info[T_N_STAGES]
     s_total = tab_info[T_S_TOTAL]
     n_dense = tab_info[T_N_DENSE]

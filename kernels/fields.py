@@ -158,12 +158,9 @@ def field_rhs(field, ws, t, Y, p, out):
     """``out = Y'(t, Y)``."""
 
 
-def field_base_size(field, Y):
-    """The number of states of the model itself (the first block of ``Y``)."""
-
-
-def field_error_size(field, Y):
-    """How many leading components of ``Y`` enter the error norm."""
+def field_sizes(field, Y):
+    """``(n, n_error)``: the number of states of the model itself (the first block of
+    ``Y``), and how many leading components of ``Y`` enter the error norm."""
 
 
 def field_stage_coupling(field, ws, t, Y, p, atol, U, stage, n_stages):
@@ -210,23 +207,13 @@ def _field_workspace(field, Y, p):
     return impl
 
 
-@overload(field_base_size, inline="always")
-def _field_base_size(field, Y):
+@overload(field_sizes, inline="always")
+def _field_sizes(field, Y):
     kind = _kind(field)
     if kind == _PLAIN:
-        return lambda field, Y: Y.shape[0]
+        return lambda field, Y: (Y.shape[0], Y.shape[0])
     if kind is not None:
-        return lambda field, Y: field[1][SI_N]
-    return None
-
-
-@overload(field_error_size, inline="always")
-def _field_error_size(field, Y):
-    kind = _kind(field)
-    if kind == _PLAIN:
-        return lambda field, Y: Y.shape[0]
-    if kind is not None:
-        return lambda field, Y: field[1][SI_N_ERROR]
+        return lambda field, Y: (field[1][SI_N], field[1][SI_N_ERROR])
     return None
 
 

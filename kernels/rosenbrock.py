@@ -53,9 +53,8 @@ from .fields import (
     A_RHS,
     A_RHS_COMPLEX,
     A_RHS_COMPLEX_TIME,
-    field_base_size,
-    field_error_size,
     field_rhs,
+    field_sizes,
     field_stage_coupling,
     field_time_derivative,
     field_workspace,
@@ -197,9 +196,8 @@ def integrate_rosenbrock(
     jac_mode = iopts[st.IO_JAC_MODE]
     time_mode = iopts[st.IO_TIME_MODE]
     n_all = y.shape[0]
-    n = field_base_size(field, y)  # the model's states: the Jacobian is n x n
+    n, n_error = field_sizes(field, y)  # the Jacobian is n x n
     n_blocks = n_all // n  # the states, then one block per sensitivity column
-    n_error = field_error_size(field, y)
     n_p = p.shape[0]
     s = tab_info[R_N_STAGES]
     n_dense = tab_info[R_N_DENSE]
