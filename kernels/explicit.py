@@ -138,7 +138,7 @@ def _stiffness_h_lambda(K, tab, stage_i, stage_j, n_error, block):
 
 # ``error_model="numpy"``: IEEE division, so no zero-divisor checks in the step loop; an error
 # scale of zero (possible with ``atol = 0``) gives a non-finite error norm instead of raising.
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def integrate(
     field,
     y,

@@ -140,7 +140,7 @@ SMALL_LU = 16
 
 
 # ``error_model="numpy"``: IEEE division, as in the explicit kernel.
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def integrate_rosenbrock(
     field,
     y,

@@ -7,8 +7,12 @@ compiled kernels live in :mod:`paramest.kernels`.
 __version__ = "0.1.0"
 
 from paramest.compilation import precompile
+from paramest.data import Data
 from paramest.errors import ComplexStepWarning, ModelError, SolveError
+from paramest.fit import fit
+from paramest.objective import Objective
 from paramest.problems import ODEProblem
+from paramest.result import FitResult
 from paramest.sensitivity import ComplexStep, FiniteDifferences, Forward, SensitivityMethod, vjp
 from paramest.solution import DenseOutput, Solution
 from paramest.solve import METHODS, solve
@@ -16,15 +20,19 @@ from paramest.solve import METHODS, solve
 __all__ = [
     "ComplexStep",
     "ComplexStepWarning",
+    "Data",
     "DenseOutput",
     "FiniteDifferences",
+    "FitResult",
     "Forward",
     "METHODS",
     "ModelError",
     "ODEProblem",
+    "Objective",
     "SensitivityMethod",
     "Solution",
     "SolveError",
+    "fit",
     "precompile",
     "solve",
     "vjp",

@@ -50,7 +50,7 @@ from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_C128_T, RH
 #: instead of a ZeroDivisionError that a compiled callback can only print and ignore.
 _ERROR_MODEL = "numpy"
 
-__all__ = ["CompiledModel", "compile_model"]
+__all__ = ["CompiledModel", "CompiledObservation", "compile_model", "compile_observation"]
 
 # A complex-step Jacobian entry may differ from central differences by the latter's
 # truncation and rounding error (about eps**(2/3) relative); anything far beyond that
@@ -773,3 +773,182 @@ def _check_jacobian(user_jac, arg_name, shape, model, t0, y0, p):
                 f"Check `{arg_name}` (row i is the derivative of dydt[i])."
             )
     return py_func, keyed
+
+
+class CompiledObservation:
+    """A user's observation function ``observe(t, y, p, out)`` compiled for the kernels
+    (a fit's observables), like :class:`CompiledModel` but with ``n_observables`` outputs.
+
+    Attributes
+    ----------
+    fun : callable
+    n_observables : int
+    address, address_complex : int
+        Addresses of the float64 and complex128 ``cfunc`` (``address_complex`` is 0 when it
+        could not be compiled).
+    complex_step_safe : bool
+        Whether its complex-step derivatives agree with central differences; otherwise its
+        sensitivities come from central differences.
+    complex_step_problem : str or None
+    watches : tuple
+        Outside values it read when compiled (checked before each fit, like the model's).
+    """
+
+    __slots__ = (
+        "fun", "n_observables", "address", "address_complex", "complex_step_safe",
+        "complex_step_problem", "dependencies", "watches", "_keep_alive",
+    )
+
+
+def _check_observation_output(py_func, address, t0, y0, p, m):
+    """The model check's guarded calls (see :func:`_check_model_output`) for an output of
+    ``m`` entries."""
+    n, n_p = y0.shape[0], p.shape[0]
+
+    def guarded(output_fill, guard_fill):
+        y_buffer = np.full(n + _GUARD, guard_fill)
+        y_buffer[:n] = y0
+        p_buffer = np.full(n_p + _GUARD, guard_fill)
+        p_buffer[:n_p] = p
+        out_buffer = np.full(m + _GUARD, guard_fill)
+        out_buffer[:m] = output_fill
+        _call_model(address, t0, y_buffer[:n], p_buffer[:n_p], out_buffer[:m])
+        return out_buffer
+
+    first = guarded(np.nan, np.nan)
+    second = guarded(0.0, 1.5e300)
+    third = guarded(0.0, np.nan)
+    wrote_past_end = not (np.all(np.isnan(first[m:])) and np.all(second[m:] == 1.5e300))
+    same = (second[:m] == third[:m]) | (np.isnan(second[:m]) & np.isnan(third[:m]))
+    if wrote_past_end or not np.all(same):
+        raise ModelError(
+            f"`observe` ({_name(py_func)}) wrote or read past the end of an array: its output "
+            f"depends on memory outside y, p or out. It receives y ({n},), p ({n_p},) and "
+            f"out ({m},), one entry per row of the data."
+        )
+    output = first[:m]
+    if np.all(np.isfinite(output)):
+        return
+    bad = int(np.argwhere(~np.isfinite(output))[0, 0])
+    if np.isnan(output[bad]) and np.isfinite(third[bad]):
+        raise ModelError(
+            f"`observe` ({_name(py_func)}) did not assign out[{bad}]: every entry of its "
+            f"output array ({m} observables, one per row of the data) must be written on "
+            "every call."
+        )
+    raise ModelError(
+        f"`observe` ({_name(py_func)}) returned a non-finite value out[{bad}] = "
+        f"{output[bad]} at t={t0}, y=y0."
+    )
+
+
+def _observation_disagreement(observation, t0, y0, p):
+    """Why the complex-step derivatives of ``observe`` cannot be trusted, or None."""
+    from paramest.kernels.observation import (
+        observe_sensitivities,
+        observe_sensitivities_central,
+    )
+
+    n, n_p, m = y0.shape[0], p.shape[0], observation.n_observables
+    directions = np.zeros((1, n + n_p, n))
+    directions[0, :n, :] = np.eye(n)
+    param_columns = np.array([-1] * n + list(range(n_p)), dtype=np.int64)
+    times = np.array([t0])
+    for y in _check_points(y0, p):
+        states = y.reshape(1, n)
+        complex_step = np.empty((1, n + n_p, m))
+        central = np.empty((1, n + n_p, m))
+        observe_sensitivities(observation.address_complex, times, states, directions, p,
+                              param_columns, complex_step)
+        observe_sensitivities_central(observation.address, times, states, directions, p,
+                                      param_columns, central)
+        if not np.all(np.isfinite(central)):
+            continue
+        scale = max(1.0, float(np.max(np.abs(central))))
+        bad = np.abs(complex_step - central) > 1e-5 * np.abs(central) + 1e-6 * scale
+        if np.any(bad):
+            _, column, row = np.argwhere(bad)[0]
+            what = f"y[{column}]" if column < n else f"p[{column - n}]"
+            return (
+                f"its complex-step derivative of out[{row}] by {what} is "
+                f"{complex_step[0, column, row]:.6g}, central differences give "
+                f"{central[0, column, row]:.6g}"
+            )
+    return None
+
+
+def compile_observation(observe, n_observables, y0, p, t0):
+    """Compile an observation function ``observe(t, y, p, out)`` and check it at ``y0``.
+
+    Parameters
+    ----------
+    observe : callable
+        Writes the ``n_observables`` model outputs that the data measure into ``out``.
+    n_observables : int
+    y0, p : ndarray
+    t0 : float
+
+    Returns
+    -------
+    CompiledObservation
+
+    Raises
+    ------
+    TypeError, ModelError
+        Not a function of four arguments, does not compile, indexes past an array, leaves
+        an output unassigned or returns a non-finite value at ``y0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def total(t, y, p, out):
+    ...     out[0] = p[0] * (y[0] + y[1])
+    >>> obs = compile_observation(total, 1, np.array([1.0, 2.0]), np.array([0.5]), 0.0)
+    >>> obs.complex_step_safe
+    True
+    """
+    if not callable(observe):
+        raise TypeError(
+            f"`observe` must be a callable observe(t, y, p, out), got {type(observe).__name__}"
+        )
+    py_func = _python_function(observe, "observe")
+    _check_arity(py_func, "observe", "t, y, p, out")
+    _refuse_print(py_func, "observe")
+    dependencies = model_dependencies(py_func, "observe")
+    keyed = _renamed(py_func, "__pe" + dependencies.key)
+    try:
+        real = _compile(cfunc, keyed, sig=RHS_SIG_F64)
+    except Exception as exc:  # Numba raises NotImplementedError etc. besides NumbaError
+        raise _compile_error("observe", py_func, exc) from None
+    _check_observation_output(keyed, real.address, t0, y0, p, n_observables)
+    observation = CompiledObservation()
+    observation.fun = observe
+    observation.n_observables = n_observables
+    observation.address = real.address
+    observation.address_complex = 0
+    observation.complex_step_safe = False
+    observation.dependencies = dependencies
+    observation.watches = dependencies.watches
+    keep_alive = [real]
+    try:
+        complex_version = _compile(cfunc, keyed, sig=RHS_SIG_C128)
+    except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
+        observation.complex_step_problem = (
+            "it does not compile for complex128 values ("
+            + _numba_message(exc).splitlines()[0] + ")"
+        )
+    else:
+        keep_alive.append(complex_version)
+        observation.address_complex = complex_version.address
+        observation.complex_step_problem = _observation_disagreement(observation, t0, y0, p)
+        observation.complex_step_safe = observation.complex_step_problem is None
+    if not observation.complex_step_safe:
+        warnings.warn(
+            f"`observe` ({_name(py_func)}) is not complex-step safe: "
+            f"{observation.complex_step_problem}. {_non_analytic_cause(py_func)} Its "
+            "derivatives will use central differences.",
+            ComplexStepWarning,
+            stacklevel=3,
+        )
+    observation._keep_alive = tuple(keep_alive)
+    return observation

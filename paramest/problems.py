@@ -261,9 +261,24 @@ class ODEProblem:
         )
         return new
 
+    def __reduce__(self):
+        # Compiled code does not pickle; the problem is rebuilt from its definition in the
+        # receiving process (its compiled model then loads from Numba's on-disk cache).
+        # This is what lets fit's multistart run on a process pool or a Dask cluster.
+        return (
+            _rebuild_problem,
+            (self.fun, self.y0, self.t_span, self.p, self.jac, self.jac_p, self.state_names,
+             self.param_names),
+        )
+
     def __repr__(self):
         name = getattr(self.fun, "__name__", "fun")
         return (
             f"ODEProblem({name}, n_states={self.n_states}, n_params={self.n_params}, "
             f"t_span={self.t_span})"
         )
+
+
+def _rebuild_problem(fun, y0, t_span, p, jac, jac_p, state_names, param_names):
+    return ODEProblem(fun, y0, t_span, p, jac=jac, jac_p=jac_p, state_names=state_names,
+                      param_names=param_names)

@@ -841,6 +841,126 @@ def _finite_difference_solve(problem, method, t_eval, times, columns, sensitivit
     return base
 
 
+class PreparedSolve:
+    """Repeated solves of one problem at fixed output times and options, varying only ``p``
+    and ``y0``: what a fit does thousands of times.
+
+    Everything :func:`solve` validates and sets up per call (options, output times,
+    sensitivity columns and fields, buffers) is done once here; :meth:`run` resets the
+    resumable state and calls the kernels, and returns the raw output rows. It gives the
+    same numbers as :func:`solve` with the same arguments (the same kernels on the same
+    records). Explicit and Rosenbrock methods and ``"auto"``; ``Forward`` sensitivities or
+    none. Not thread-safe: give each thread its own.
+
+    Parameters
+    ----------
+    problem : ODEProblem
+    method : str
+    times : ndarray
+        Output times, validated as :func:`solve` validates ``t_eval``.
+    rtol, atol, max_steps :
+        As for :func:`solve`.
+    sensitivity : Forward or None
+    sens_params, sens_y0 : sequence of int
+        Sensitivity columns (required with ``sensitivity``).
+    """
+
+    __slots__ = (
+        "problem", "model", "entry", "atol", "fopts", "iopts", "times", "columns", "setup",
+        "n", "n_all", "template", "run_buffers", "K", "kernel_atol",
+    )
+
+    def __init__(self, problem, method, times, *, rtol, atol, max_steps, sensitivity=None,
+                 sens_params=(), sens_y0=()):
+        model = problem.model
+        n = problem.y0.shape[0]
+        t0, t_end = problem.t_span
+        self.problem = problem
+        self.model = model
+        self.entry, self.atol, self.fopts, iopts = _validated_options(
+            method, rtol, atol, None, np.inf, max_steps, False, None, t0, t_end, n
+        )
+        self.iopts = iopts[1]
+        self.times = _check_t_eval(times, t0, t_end).copy()
+        self.n = n
+        if sensitivity is None:
+            self.columns = None
+            self.setup = None
+            self.n_all = n
+            self.kernel_atol = self.atol
+        else:
+            if not isinstance(sensitivity, sens_methods.Forward):
+                raise TypeError("PreparedSolve supports Forward() sensitivities only")
+            self.setup = _sensitivity_setup(problem, sensitivity, list(sens_params),
+                                            list(sens_y0))
+            self.columns = self.setup.columns
+            self.n_all = n * (1 + len(self.columns))
+            self.kernel_atol = self.setup.tolerances(self.atol)
+        self.template = (
+            np.zeros(n) if self.columns is None
+            else sens_methods.initial_augmented_state(np.zeros(n), self.columns)
+        )
+        run = _Run()
+        run.t_out = np.empty(self.times.shape[0])
+        run.y_out = np.empty((self.times.shape[0], self.n_all))
+        run.segments = []
+        run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
+            self.n_all, 0, False
+        )
+        self.run_buffers = run
+        s_total = max(entry.s_total for entry in _METHOD_TABLE.values()
+                      if entry.kind != "auto")
+        self.K = np.empty((s_total, self.n_all))
+
+    def run(self, p, y0):
+        """Solve from ``y0`` with parameters ``p`` (float64 vectors of the right sizes,
+        unchecked). Returns ``(status, outputs)``; ``outputs`` has shape
+        ``(n_times, n_states * (1 + n_sens))`` (the state, then each sensitivity column)
+        and is overwritten by the next call."""
+        model = self.model
+        if model.watches:
+            _check_not_stale(model)
+        state = self.template.copy()
+        state[: self.n] = y0
+        params = p.copy()
+        run = self.run_buffers
+        run.fstate = float_state()
+        run.istate = int_state()
+        wrap = plain_field if self.setup is None else self.setup.wrap
+        fields = _Fields(model, wrap, state[: self.n].copy(), params, self.problem.t_span[0])
+        entry = self.entry
+        active = _METHOD_TABLE[_AUTO_PAIR[0]] if entry.kind == "auto" else entry
+        K = self.K[: active.s_total]
+        previous_hook = sys.unraisablehook
+        sys.unraisablehook = record_model_exception
+        exceptions_before = MODEL_EXCEPTIONS.count
+        try:
+            code = _run_method(active, fields, state, params, self.kernel_atol, self.fopts,
+                               self.iopts, self.times, run, K)
+            if code == st.SWITCH_TO_STIFF:
+                code, _, _ = _switch_methods(
+                    code, active, fields, state, params, self.kernel_atol, self.fopts,
+                    self.iopts, self.times, run, False,
+                )
+        finally:
+            sys.unraisablehook = previous_hook
+        if MODEL_EXCEPTIONS.count != exceptions_before:
+            code = st.MODEL_EXCEPTION
+        return code, run.y_out[: int(run.istate[st.I_N_OUT])]
+
+    def message(self, code):
+        """The message :func:`solve` would give for the last run's status ``code``."""
+        run = self.run_buffers
+        if code == st.SUCCESS:
+            return _SUCCESS_MESSAGE
+        return _message(
+            code, float(run.fstate[st.F_T]), float(run.fstate[st.F_H]),
+            self.problem.t_span[1], int(self.iopts[st.IO_MAX_STEPS]),
+            bool(run.istate[st.I_STIFFNESS_DETECTED]), float(run.fstate[st.F_T_STIFF]),
+            self.entry.name, self.columns is not None,
+        )
+
+
 def _load_compiled_kernels():
     """Pay Numba's one-time set-up (its typing registries, about 0.4 s) at import rather than
     inside the first solve, and load the small cached validation kernel."""

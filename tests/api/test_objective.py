@@ -1,0 +1,314 @@
+"""paramest.Objective: residuals, their Jacobian (parameters, initial states, per-experiment
+entries, observables) against central differences, and the consistency of loss, gradient
+and value_and_grad."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import paramest as pe
+from paramest import ComplexStepWarning
+from tests.problems import LV_P, LV_Y0, lotka_volterra
+
+LV_NAMES = dict(param_names=["alpha", "beta", "gamma", "delta"],
+                state_names=["prey", "predator"])
+T = np.linspace(0.5, 4.0, 8)
+#: tight solves for the finite-difference checks: the solver's error divided by the
+#: difference step must stay far below the 1e-6 asked of the Jacobian
+TIGHT = dict(rtol=1e-12, atol=1e-14)
+
+
+def scaled_and_total(t, y, p, out):
+    # predator counts in arbitrary units (scale p[4], a parameter) and the total population
+    out[0] = p[4] * y[1]
+    out[1] = y[0] + y[1]
+
+
+def abs_observable(t, y, p, out):
+    # abs() of a positive state: the same values, but its complex step is wrong
+    out[0] = p[4] * abs(y[1])
+    out[1] = y[0] + y[1]
+
+
+def blowup(t, y, p, dydt):
+    # y' = a y^2, y(0) = 1: y = 1 / (1 - a t), infinite at t = 1 / a
+    dydt[0] = p[0] * y[0] * y[0]
+
+
+def _reference(problem, p=LV_P, y0=LV_Y0, t=T):
+    sol = pe.solve(problem, t_eval=t, p=p, y0=y0, rtol=1e-12, atol=1e-14)
+    assert sol.success
+    return sol.y
+
+
+def _central_jacobian(objective, x, relative_step=1e-4):
+    """Central differences of ``objective.residuals``; with the tight solves, truncation
+    (step^2 ~ 1e-8 of the third derivative) and solver error / step (~1e-10) stay well
+    below the 1e-6 checked."""
+    columns = []
+    for i in range(x.size):
+        h = relative_step * max(1.0, abs(x[i]))
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        columns.append((objective.residuals(up) - objective.residuals(down)) / (2.0 * h))
+    return np.column_stack(columns)
+
+
+def _column_error(jac, reference):
+    """Largest error of each column relative to that column's size."""
+    return np.max(np.abs(jac - reference), axis=0) / np.max(np.abs(reference), axis=0)
+
+
+# ----------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def lv():
+    return pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 4.0), LV_P, **LV_NAMES)
+
+
+@pytest.fixture(scope="module")
+def lv_scaled():
+    """Lotka–Volterra with a fifth parameter, the scale of the first observable."""
+    return pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 4.0), [*LV_P, 2.0],
+                         param_names=[*LV_NAMES["param_names"], "s"],
+                         state_names=LV_NAMES["state_names"])
+
+
+@pytest.fixture(scope="module")
+def experiments(lv):
+    """Two experiments: the second with its own initial state and delta, and a few values
+    not measured."""
+    rng = np.random.default_rng(7)
+    first = _reference(lv) + 0.02 * rng.standard_normal((2, T.size))
+    second = _reference(lv, p=[1.5, 1.0, 3.0, 1.3], y0=[2.0, 0.5])
+    second = second + 0.02 * rng.standard_normal(second.shape)
+    second[1, [2, 5]] = np.nan
+    return [
+        pe.Data(T, first, sigma=0.02, name="A"),
+        pe.Data(T, second, sigma=[0.02, 0.04], name="B", y0={"prey": 2.0, "predator": 0.5},
+                p={"delta": 1.3}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def objective(lv, experiments):
+    return pe.Objective(lv, experiments, free_y0=True, local=["delta", "y0[prey]"], **TIGHT)
+
+
+@pytest.fixture(scope="module")
+def x_off(objective):
+    """A point away from the optimum (non-zero residuals, so that J^T r is not small)."""
+    return objective.x0 * np.linspace(0.9, 1.1, objective.n_free)
+
+
+# ----------------------------------------------------------------------------------------
+# set-up
+
+
+def test_labels_start_and_sizes(objective, experiments):
+    assert objective.labels == [
+        "alpha", "beta", "gamma", "y0[predator]",
+        "delta[A]", "y0[prey][A]", "delta[B]", "y0[prey][B]",
+    ]
+    assert objective.n_free == 8
+    # the experiments' own values start their local entries; shared ones are the problem's
+    np.testing.assert_array_equal(objective.x0, [1.5, 1.0, 3.0, 1.0, 1.0, 1.0, 1.3, 2.0])
+    assert objective.n_residuals == sum(d.n_measured for d in experiments) == 2 * 16 - 2
+
+
+def test_residuals_are_the_weighted_differences(lv, objective, experiments, x_off):
+    """(model - data) / sigma at every measured value, from independent solves at the
+    experiments' conditions (compared as a set: the order within an experiment is the
+    objective's own)."""
+    x = x_off
+    shared = dict(alpha=x[0], beta=x[1], gamma=x[2], predator=x[3])
+    expected = []
+    for data, (delta, prey) in zip(experiments, [(x[4], x[5]), (x[6], x[7])], strict=True):
+        p = [shared["alpha"], shared["beta"], shared["gamma"], delta]
+        model = _reference(lv, p=p, y0=[prey, shared["predator"]])
+        weighted = (model - data.y) / data.sigma
+        expected.append(np.sort(weighted[data.measured]))
+    residuals = objective.residuals(x)
+    assert residuals.shape == (objective.n_residuals,)
+    # experiments in order: A's 16 values, then B's 14
+    for got, want in zip(np.split(residuals, [16]), expected, strict=True):
+        np.testing.assert_allclose(np.sort(got), want, rtol=1e-7, atol=1e-7)
+
+
+def test_loss_gradient_and_value_and_grad_agree(objective, x_off):
+    r = objective.residuals(x_off)
+    jac = objective.jacobian(x_off)
+    assert jac.shape == (objective.n_residuals, objective.n_free)
+    loss = objective.loss(x_off)
+    assert loss == pytest.approx(0.5 * float(r @ r), rel=1e-14)
+    gradient = objective.gradient(x_off)
+    np.testing.assert_allclose(gradient, jac.T @ r, rtol=1e-13, atol=0.0)
+    value, grad = objective.value_and_grad(x_off)
+    assert value == pytest.approx(loss, rel=1e-14)
+    np.testing.assert_allclose(grad, gradient, rtol=1e-13, atol=0.0)
+
+
+def test_gradient_matches_central_differences_of_the_loss(objective, x_off):
+    gradient = objective.gradient(x_off)
+    central = np.empty_like(gradient)
+    for i in range(x_off.size):
+        h = 1e-5 * max(1.0, abs(x_off[i]))
+        up, down = x_off.copy(), x_off.copy()
+        up[i] += h
+        down[i] -= h
+        central[i] = (objective.loss(up) - objective.loss(down)) / (2.0 * h)
+    np.testing.assert_allclose(gradient, central, rtol=1e-6, atol=1e-6 * np.abs(central).max())
+
+
+def test_jacobian_matches_central_differences(objective, x_off):
+    """Parameter, shared initial-state and per-experiment columns (the zero blocks of the
+    other experiment's local entries included)."""
+    jac = objective.jacobian(x_off)
+    central = _central_jacobian(objective, x_off)
+    error = _column_error(jac, central)
+    assert np.all(error < 1e-6), dict(zip(objective.labels, error, strict=True))
+    # a local entry of one experiment does not move the other experiment's residuals
+    a, b = slice(0, 16), slice(16, None)
+    assert np.all(jac[b, 4:6] == 0.0) and np.all(jac[a, 6:8] == 0.0)
+    assert np.all(np.abs(jac[a, 4:6]).max(axis=0) > 0.1)
+
+
+@pytest.mark.parametrize(
+    "sensitivity, solver",
+    # the complex step needs an explicit method ("auto" may switch to a Rosenbrock one)
+    [(pe.FiniteDifferences(), "auto"), (pe.ComplexStep(), "Tsit5")],
+    ids=["finite-differences", "complex-step"],
+)
+def test_other_sensitivity_methods_give_the_same_jacobian(lv, experiments, objective, x_off,
+                                                          sensitivity, solver):
+    other = pe.Objective(lv, experiments, free_y0=True, local=["delta", "y0[prey]"],
+                         sensitivity=sensitivity, solver=solver, **TIGHT)
+    assert other.labels == objective.labels
+    error = _column_error(other.jacobian(x_off), objective.jacobian(x_off))
+    assert np.all(error < 1e-5), error
+
+
+def test_results_are_copies(objective, x_off):
+    r = objective.residuals(x_off)
+    jac = objective.jacobian(x_off)
+    expected_r, expected_jac = r.copy(), jac.copy()
+    r[:] = 0.0
+    jac[:] = 0.0
+    np.testing.assert_array_equal(objective.residuals(x_off), expected_r)
+    np.testing.assert_array_equal(objective.jacobian(x_off), expected_jac)
+
+
+def test_residuals_vanish_at_the_truth_of_exact_data(lv):
+    data = pe.Data(T, _reference(lv), sigma=0.01)
+    objective = pe.Objective(lv, data)
+    assert objective.labels == LV_NAMES["param_names"]
+    # the default solves (rtol 1e-8) against a 1e-12 reference, in units of sigma = 0.01
+    assert np.max(np.abs(objective.residuals(list(LV_P)))) < 1e-4
+    assert objective.loss(list(LV_P)) < 1e-8
+
+
+# ----------------------------------------------------------------------------------------
+# observables
+
+
+@pytest.fixture(scope="module")
+def scaled_data(lv_scaled):
+    y = _reference(lv_scaled, p=[*LV_P, 2.0])
+    return pe.Data(T, np.vstack([2.0 * y[1], y[0] + y[1]]), sigma=0.01)
+
+
+def test_observe_residuals_and_jacobian(lv_scaled, scaled_data):
+    objective = pe.Objective(lv_scaled, scaled_data, observe=scaled_and_total, free_y0=True,
+                             **TIGHT)
+    assert objective.labels == ["alpha", "beta", "gamma", "delta", "s", "y0[prey]",
+                                "y0[predator]"]
+    x_true = np.array([*LV_P, 2.0, *LV_Y0])
+    assert np.max(np.abs(objective.residuals(x_true))) < 1e-7
+    x = x_true * np.linspace(0.95, 1.05, x_true.size)
+    jac = objective.jacobian(x)
+    error = _column_error(jac, _central_jacobian(objective, x))
+    assert np.all(error < 1e-6), dict(zip(objective.labels, error, strict=True))
+    # the scale enters only the first observable: d out[0] / d s = y[1] / sigma
+    states = pe.solve(lv_scaled, t_eval=T, p=x[:5], y0=x[5:], **TIGHT).y
+    column = objective.labels.index("s")
+    np.testing.assert_allclose(np.sort(jac[:, column]),
+                               np.sort(np.concatenate([states[1] / 0.01, np.zeros(T.size)])),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_observe_that_is_not_complex_step_safe(lv_scaled, scaled_data):
+    with pytest.warns(ComplexStepWarning, match="not complex-step safe"):
+        objective = pe.Objective(lv_scaled, scaled_data, observe=abs_observable, **TIGHT)
+    x = np.array([1.4, 1.1, 2.9, 1.05, 1.9])
+    jac = objective.jacobian(x)
+    # central differences inside (the observation) and outside (the check): ~1e-5
+    error = _column_error(jac, _central_jacobian(objective, x))
+    assert np.all(error < 1e-5), dict(zip(objective.labels, error, strict=True))
+    # and the same as the analytic observable (abs of a positive state is the identity)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ComplexStepWarning)
+        smooth = pe.Objective(lv_scaled, scaled_data, observe=scaled_and_total, **TIGHT)
+    assert np.all(_column_error(jac, smooth.jacobian(x)) < 1e-5)
+    np.testing.assert_allclose(objective.residuals(x), smooth.residuals(x), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------
+# failures and errors
+
+
+@pytest.fixture(scope="module")
+def blowup_objective():
+    t = np.linspace(0.1, 1.0, 10)
+    return pe.Objective(pe.ODEProblem(blowup, [1.0], (0.0, 1.0), [0.5], param_names=["a"]),
+                        pe.Data(t, 1.0 / (1.0 - 0.5 * t), sigma=0.01))
+
+
+@pytest.mark.parametrize("call", ["residuals", "jacobian", "loss", "gradient",
+                                  "value_and_grad"])
+def test_a_failed_solve_raises_solve_error(blowup_objective, call):
+    # a = 1.5 blows up at t = 2/3, inside the data's times
+    with pytest.raises(pe.SolveError, match=r"failed at x = \[1\.5\]"):
+        getattr(blowup_objective, call)([1.5])
+    # and the objective still works at a good point afterwards
+    assert blowup_objective.loss([0.5]) < 1e-6
+
+
+def test_bad_x(objective):
+    with pytest.raises(ValueError, match=r"`x` must have 8 entries"):
+        objective.residuals([1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(solver="nope"), ValueError, "`solver`"),
+        (dict(sensitivity="forward"), TypeError, "`sensitivity`"),
+        (dict(free=["zeta"]), ValueError, "`free`"),
+        (dict(free_y0=["wolf"]), ValueError, "`free_y0`"),
+        (dict(local=["zeta"]), ValueError, "`local`"),
+        (dict(local=["prey"]), ValueError, "`free_y0`"),  # local, but not estimated
+        (dict(scale="ln"), ValueError, "`scale`"),
+        (dict(scale=["log", "lin"]), ValueError, "`scale`"),
+    ],
+)
+def test_bad_arguments(lv, experiments, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pe.Objective(lv, experiments, **kwargs)
+
+
+def test_bad_data(lv):
+    with pytest.raises(TypeError, match="`data`"):
+        pe.Objective(lv, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"`p`.*'zeta'"):
+        pe.Objective(lv, pe.Data(T, np.ones((2, T.size)), p={"zeta": 1.0}))
+    with pytest.raises(ValueError, match=r"`y0` must have 2 entries"):
+        pe.Objective(lv, pe.Data(T, np.ones((2, T.size)), y0=[1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="t_span"):
+        pe.Objective(lv, pe.Data(T + 1.0, np.ones((2, T.size))))
+    with pytest.raises(ValueError, match="distinct names"):
+        same = pe.Data(T, np.ones((2, T.size)), name="X")
+        pe.Objective(lv, [same, same], local="alpha")
