@@ -132,11 +132,14 @@ class _Tracker:
         self.history = []
         self.eager_jacobian = False
         self.best = math.inf
+        self.best_x = None
         self.n_iterations = 0
 
     def _record(self, x, cost):
         self.history.append(cost)
-        self.best = min(self.best, cost)
+        if cost < self.best:
+            self.best = cost
+            self.best_x = x
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(cost=f"{self.best:.6g}", refresh=False)
@@ -192,18 +195,36 @@ class _Tracker:
         return self.value_and_grad(z)[1]
 
 
-def _least_squares(tracker, z0, lower_z, upper_z, method, loss, options):
+def _check_method(method, objective, lower_z, upper_z, options, n_starts):
+    """Refuse a method that cannot run with these arguments, before any solve."""
+    bounded = np.any(np.isfinite(lower_z)) or np.any(np.isfinite(upper_z))
+    box = np.all(np.isfinite(lower_z)) and np.all(np.isfinite(upper_z))
     if method == "lm":
-        if np.any(np.isfinite(lower_z)) or np.any(np.isfinite(upper_z)):
+        if bounded:
             raise ValueError("method='lm' does not support `bounds`; use 'trf' or 'dogbox'")
-        if loss != "linear":
-            raise ValueError("method='lm' supports only loss='linear'; use 'trf'")
-        if tracker.objective.n_residuals < tracker.objective.n_free:
+        if objective.n_residuals < objective.n_free:
             raise ValueError(
                 f"method='lm' needs at least as many measured values "
-                f"({tracker.objective.n_residuals}) as estimated entries "
-                f"({tracker.objective.n_free}); use 'trf'"
+                f"({objective.n_residuals}) as estimated entries ({objective.n_free}); use "
+                "'trf'"
             )
+    if method == "BFGS" and bounded:
+        raise ValueError("method='BFGS' does not support `bounds`; use 'L-BFGS-B'")
+    if method in GLOBAL_METHODS and not box:
+        raise ValueError(
+            f"method={method!r} searches a box: pass finite `bounds` for every estimated "
+            f"entry ({', '.join(objective.labels)})"
+        )
+    if n_starts > 1 and not box:
+        raise ValueError(
+            "`n_starts` > 1 draws starting points inside the bounds: pass finite `bounds` "
+            f"for every estimated entry ({', '.join(objective.labels)})"
+        )
+    if method == "adam":
+        _adam_settings(options)
+
+
+def _least_squares(tracker, z0, lower_z, upper_z, method, loss, options):
     settings = {"x_scale": "jac"} | dict(options)
     # trf and dogbox evaluate the Jacobian at every point they accept, which is most of
     # them: one solve with sensitivities gives both, instead of a solve without and then
@@ -220,8 +241,6 @@ def _least_squares(tracker, z0, lower_z, upper_z, method, loss, options):
 
 def _minimize(tracker, z0, lower_z, upper_z, method, options):
     bounded = np.any(np.isfinite(lower_z)) or np.any(np.isfinite(upper_z))
-    if bounded and method == "BFGS":
-        raise ValueError("method='BFGS' does not support `bounds`; use 'L-BFGS-B'")
     bounds = optimize.Bounds(lower_z, upper_z) if bounded else None
     if method in GRADIENT_METHODS:
         result = optimize.minimize(tracker.value_and_grad, z0, jac=True, method=method,
@@ -236,11 +255,6 @@ def _minimize(tracker, z0, lower_z, upper_z, method, options):
 
 
 def _global(tracker, z0, lower_z, upper_z, method, seed, options):
-    if not (np.all(np.isfinite(lower_z)) and np.all(np.isfinite(upper_z))):
-        raise ValueError(
-            f"method={method!r} searches a box: pass finite `bounds` for every estimated "
-            f"entry ({', '.join(tracker.objective.labels)})"
-        )
     settings = dict(options)
     polish = settings.pop("polish", True)
     box = list(zip(lower_z, upper_z, strict=True))
@@ -255,7 +269,9 @@ def _global(tracker, z0, lower_z, upper_z, method, seed, options):
     z = result.x
     nit = int(getattr(result, "nit", 0) or 0)
     success, status = bool(result.success), int(getattr(result, "status", 0) or 0)
-    message = str(result.message)
+    message = result.message
+    if not isinstance(message, str):  # dual_annealing gives a list of sentences
+        message = "; ".join(str(part) for part in message)
     if polish:
         polished = optimize.least_squares(
             tracker.residuals, z, jac=tracker.jacobian, bounds=(lower_z, upper_z),
@@ -269,22 +285,37 @@ def _global(tracker, z0, lower_z, upper_z, method, seed, options):
     return z, success, status, message, 0, 0, nit
 
 
-def _adam(tracker, z0, lower_z, upper_z, options):
+def _adam_settings(options):
     settings = dict(options)
-    maxiter = int(settings.pop("maxiter", 1000))
-    rate = float(settings.pop("learning_rate", 0.01))
-    decay = float(settings.pop("decay", 1.0))
-    beta1 = float(settings.pop("beta1", 0.9))
-    beta2 = float(settings.pop("beta2", 0.999))
-    epsilon = float(settings.pop("epsilon", 1e-8))
-    gtol = float(settings.pop("gtol", 0.0))
+    values = {}
+    for key, default in (("maxiter", 1000), ("learning_rate", 0.01), ("decay", 1.0),
+                         ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8), ("gtol", 0.0)):
+        value = settings.pop(key, default)
+        try:
+            values[key] = int(value) if key == "maxiter" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"`options[{key!r}]` for method='adam' must be a number, "
+                             f"got {value!r}") from None
     if settings:
         raise ValueError(
             f"`options` for method='adam': unknown {sorted(settings)}; known: maxiter, "
             "learning_rate, decay, beta1, beta2, epsilon, gtol"
         )
-    if maxiter < 1 or not rate > 0:
-        raise ValueError("`options`: adam needs maxiter >= 1 and learning_rate > 0")
+    if values["maxiter"] < 1 or not values["learning_rate"] > 0 or not (
+        0 < values["decay"] <= 1
+    ):
+        raise ValueError(
+            "`options` for method='adam': needs maxiter >= 1, learning_rate > 0 and "
+            "0 < decay <= 1"
+        )
+    return values
+
+
+def _adam(tracker, z0, lower_z, upper_z, options):
+    settings = _adam_settings(options)
+    maxiter, rate, decay = settings["maxiter"], settings["learning_rate"], settings["decay"]
+    beta1, beta2 = settings["beta1"], settings["beta2"]
+    epsilon, gtol = settings["epsilon"], settings["gtol"]
     z = z0.copy()
     first = np.zeros_like(z)
     second = np.zeros_like(z)
@@ -325,6 +356,9 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
     """One optimisation from ``z0``; returns a FitResult."""
     started = time.perf_counter()
     nfev0, njev0, failures0 = objective.nfev, objective.njev, objective.failures
+    if objective.evaluate(objective.from_internal(z0)) is None:
+        # a multistart point where the model does not solve: a failed start, not a crash
+        return _failed_start(objective, z0, lower_z, upper_z, method, started)
     bar = _progress_bar(progress, description=f"fit ({method})")
     tracker = _Tracker(objective, callback, bar)
     stopped = False
@@ -339,9 +373,9 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
             outcome = _adam(tracker, z0, lower_z, upper_z, options)
     except _Stop:
         stopped = True
-        best = objective._cache_x
-        z_last = objective.to_internal(best) if best is not None else z0
-        outcome = (z_last, False, STOPPED_BY_CALLBACK, "stopped by the callback", 0, 0,
+        best = tracker.best_x
+        z_best = objective.to_internal(best) if best is not None else z0
+        outcome = (z_best, False, STOPPED_BY_CALLBACK, "stopped by the callback", 0, 0,
                    len(tracker.history))
     finally:
         if bar is not None:
@@ -349,6 +383,15 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
     z, success, status, message, _, _, nit = outcome
     x = objective.from_internal(np.asarray(z, dtype=np.float64))
     final = objective.evaluate(x, jacobian=True)
+    if final is None and tracker.best_x is not None:
+        # The optimiser ended on a point where the model does not solve (a zero gradient
+        # there can look stationary): report the best point it evaluated, as a failure.
+        failure = objective.last_failure
+        x = tracker.best_x.copy()
+        final = objective.evaluate(x, jacobian=True)
+        success, status = False, FINAL_SOLVE_FAILED
+        message = (f"{message}; the optimiser's final point does not solve ({failure}); "
+                   "the result is the best point it evaluated")
     result = FitResult(
         x=x, labels=list(objective.labels), method=method, nit=nit, history=tracker.history,
         nfev=objective.nfev - nfev0, njev=objective.njev - njev0,
@@ -379,6 +422,23 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
             f" ({result.failures} trial point(s) where a solve failed were rejected; the last: "
             f"{objective.last_failure})"
         )
+    result.wall_time = time.perf_counter() - started
+    return result
+
+
+def _failed_start(objective, z0, lower_z, upper_z, method, started):
+    x = objective.from_internal(z0)
+    result = FitResult(
+        x=x, labels=list(objective.labels), method=method, nit=0, history=[],
+        nfev=0, njev=0, failures=1, starts=[], success=False, status=FINAL_SOLVE_FAILED,
+        message=f"the start point does not solve: {objective.last_failure}",
+        cost=math.inf, robust_cost=math.inf, residuals=None, jac=None,
+        **_empty_statistics(objective.n_free),
+    )
+    result.attach(objective, tuple(_natural_bound(objective, b) for b in (lower_z, upper_z)))
+    conditions = objective.conditions(x)
+    result.p = _stacked([c[0] for c in conditions])
+    result.y0 = _stacked([c[1] for c in conditions])
     result.wall_time = time.perf_counter() - started
     return result
 
@@ -555,6 +615,14 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     objective.check_not_stale()
     lower_z = objective.bounds_to_internal(lower)
     upper_z = objective.bounds_to_internal(upper)
+    _check_method(method, objective, lower_z, upper_z, options, n_starts)
+    if progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+    points = _start_points(objective, x_start, lower, upper, n_starts, seed) \
+        if n_starts > 1 else None
     # The starting point must solve: the optimisers cannot begin from an infinitely bad
     # point, and a failure here is usually a modelling error worth reporting as such.
     if objective.evaluate(x_start) is None:
@@ -565,7 +633,6 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
         result.wall_time = time.perf_counter() - started
         return result
 
-    points = _start_points(objective, x_start, lower, upper, n_starts, seed)
     # Solves report an exception raised inside a compiled model through the unraisable
     # hook; set it once here so that concurrent solves do not swap it under each other.
     previous_hook = sys.unraisablehook

@@ -484,10 +484,12 @@ class Objective:
     def from_internal(self, z):
         """The inverse of :meth:`to_internal`."""
         x = np.array(z, dtype=np.float64)
-        if self._log.size:
-            x[self._log] = np.exp(x[self._log])
-        if self._log10.size:
-            x[self._log10] = 10.0 ** x[self._log10]
+        # far-out trial points overflow to inf, which evaluate() reports as a failure
+        with np.errstate(over="ignore"):
+            if self._log.size:
+                x[self._log] = np.exp(x[self._log])
+            if self._log10.size:
+                x[self._log10] = 10.0 ** x[self._log10]
         return x
 
     def internal_derivative(self, x):

@@ -112,3 +112,20 @@ def test_readme_example_and_sensitivity_snippet_run(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "(2, 5, 101) ['p[0]', 'p[1]', 'p[2]', 'p[3]', 'y0[prey]']"
     assert printed[1] == "True"
+
+
+def test_readme_fitting_snippet_runs(capsys):
+    """The README's fitting snippet (which continues the example) prints what its comments
+    say."""
+    blocks = _readme_python_blocks()
+    example = next(b for b in blocks if "import paramest as pe" in b)
+    snippet = next(b for b in blocks if "pe.fit(" in b)
+    namespace = {}
+    exec(compile(example, "README example", "exec"), namespace)
+    capsys.readouterr()
+    exec(compile(snippet, "README fitting", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "True ['p[0]', 'p[1]', 'p[2]', 'p[3]']"
+    assert printed[1] == "[1.51  0.99  2.972 0.987]"
+    assert printed[2] == "[0.014 0.015 0.03  0.017]"
+    assert printed[3].startswith("paramest fit (trf): success")

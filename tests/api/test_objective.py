@@ -256,6 +256,24 @@ def test_observe_that_is_not_complex_step_safe(lv_scaled, scaled_data):
     np.testing.assert_allclose(objective.residuals(x), smooth.residuals(x), rtol=1e-12)
 
 
+def test_observe_reading_a_local_parameter(lv_scaled):
+    """Each experiment has its own scale s (local): the observation's direct dependence on
+    p goes to that experiment's column only."""
+    y = _reference(lv_scaled, p=[*LV_P, 2.0])
+    experiments = [
+        pe.Data(T, np.vstack([2.0 * y[1], y[0] + y[1]]), sigma=0.01, name="a"),
+        pe.Data(T, np.vstack([3.0 * y[1], y[0] + y[1]]), sigma=0.01, name="b", p={"s": 3.0}),
+    ]
+    objective = pe.Objective(lv_scaled, experiments, observe=scaled_and_total, local="s",
+                             **TIGHT)
+    assert objective.labels == ["alpha", "beta", "gamma", "delta", "s[a]", "s[b]"]
+    np.testing.assert_array_equal(objective.x0, [*LV_P, 2.0, 3.0])
+    assert np.max(np.abs(objective.residuals(objective.x0))) < 1e-7
+    x = objective.x0 * 1.05
+    error = _column_error(objective.jacobian(x), _central_jacobian(objective, x))
+    assert np.all(error < 1e-6), dict(zip(objective.labels, error, strict=True))
+
+
 # ----------------------------------------------------------------------------------------
 # failures and errors
 
