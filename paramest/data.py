@@ -2,9 +2,10 @@
 
 ``Data`` holds what was measured and how precisely: times, observed values (NaN where a value
 was not measured), their standard deviations, and the experiment's own conditions (initial
-state, parameter values) when they differ from the problem's. It is what ``fit`` (next
-release) reads; on its own it validates and normalises the measurements, so that a mistake
-in a data file is reported where it is loaded, naming the column, not deep inside a fit.
+state, parameter values) when they differ from the problem's. It is what
+:func:`paramest.fit` reads; on its own it validates and normalises the measurements, so that
+a mistake in a data file is reported where it is loaded, naming the column, not deep inside
+a fit.
 """
 
 import csv
@@ -118,7 +119,7 @@ class Data:
     Examples
     --------
     >>> import numpy as np
-    >>> from paramest.data import Data
+    >>> from paramest import Data
     >>> data = Data([0.0, 1.0, 1.0, 2.0], [[1.0, 0.61, 0.59, np.nan]], sigma=0.05)
     >>> data.n_observables, data.n_times, data.n_measured
     (1, 4, 3)

@@ -703,6 +703,21 @@ def test_multistart_on_an_executor_gives_the_same_result(lv, lv_data, multistart
     assert [s.cost for s in again.starts] == [s.cost for s in multistart.starts]
 
 
+def test_multistart_on_a_process_pool_gives_the_same_result(lv, lv_data, multistart):
+    """What a Dask client's executor needs: the work pickles (problems and objectives are
+    rebuilt from their definitions in the worker, the compiled model loading from the
+    on-disk cache) and the results come back with predict() working."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as executor:
+        again = pe.fit(lv, lv_data, x0=LV_START, bounds=LV_BOUNDS, n_starts=4, seed=3,
+                       executor=executor)
+    np.testing.assert_allclose(again.x, multistart.x, rtol=1e-12)
+    assert [s.success for s in again.starts] == [s.success for s in multistart.starts]
+    np.testing.assert_allclose(again.predict(LV_T), multistart.predict(LV_T), rtol=1e-12)
+
+
 def test_multistart_survives_start_points_that_fail(blowup_problem, blowup_data,
                                                     blowup_optimum):
     """Latin-hypercube starts in [0.1, 3]: those above 1 cannot be solved; they are failed
