@@ -128,13 +128,23 @@ def package_version(dist: str) -> str | None:
 
 
 def timed_import(module: str) -> tuple[Any | None, float, str | None]:
-    """Import `module`; return (module or None, seconds taken, error text or None)."""
+    """Import `module`; return (module or None, seconds taken, error text or None).
+
+    Any error counts as "not available", not only ImportError: a peer that fails to import
+    for another reason (or a half-finished edit of paramest) must not stop the others from
+    being timed."""
     t0 = time.perf_counter()
     try:
         mod = importlib.import_module(module)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001 - see the docstring
         return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
     return mod, time.perf_counter() - t0, None
+
+
+def ratio(num: float, den: float) -> float:
+    """num / den, or NaN when either is missing (NaN, inf) or the denominator is not
+    positive."""
+    return num / den if den > 0 and math.isfinite(num) and math.isfinite(den) else math.nan
 
 
 def machine_info() -> dict[str, Any]:

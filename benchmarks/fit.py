@@ -65,6 +65,7 @@ from _common import (
     interleaved_timings,
     machine_info,
     package_version,
+    ratio,
     timed,
     timed_import,
     write_json,
@@ -757,18 +758,9 @@ class Peers:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-def _import(module: str) -> tuple[Any | None, float, str | None]:
-    """timed_import, also surviving a package that fails with an error other than ImportError."""
-    t0 = time.perf_counter()
-    try:
-        return timed_import(module)
-    except Exception as exc:  # e.g. a half-finished edit of paramest; time the peers anyway
-        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
-
-
 def detect_peers() -> Peers:
     peers = Peers()
-    pe, import_s, err = _import("paramest")
+    pe, import_s, err = timed_import("paramest")
     peers.pe = pe
     if pe is None:
         peers.missing["paramest"] = err or "not installed"
@@ -776,10 +768,10 @@ def detect_peers() -> Peers:
         peers.fit = pe.fit
     if peers.fit is None:
         peers.missing["paramest.fit"] = NOT_YET
-    peers.lmfit, _, err = _import("lmfit")
+    peers.lmfit, _, err = timed_import("lmfit")
     if err:
         peers.missing["lmfit"] = "not installed (`pip install lmfit`)"
-    peers.casadi, _, err = _import("casadi")
+    peers.casadi, _, err = timed_import("casadi")
     if err:
         peers.missing["casadi"] = "not installed (`pip install casadi`)"
     return peers
@@ -792,10 +784,6 @@ def versions(peers: Peers) -> dict[str, str | None]:
         "lmfit": package_version("lmfit") if peers.lmfit is not None else None,
         "casadi": package_version("casadi") if peers.casadi is not None else None,
     }
-
-
-def ratio(num: float, den: float) -> float:
-    return num / den if den > 0 and math.isfinite(num) and math.isfinite(den) else math.nan
 
 
 def fmt_int(n: int | None) -> str:

@@ -50,6 +50,7 @@ from _common import (
     interleaved_timings,
     machine_info,
     package_version,
+    ratio,
     timed,
     timed_import,
     write_json,
@@ -225,15 +226,6 @@ def _add(out: list[Contender], notes: list[str], name: str,
     out.append(Contender(name, run, setup_s, first_s, np.asarray(value), kind))
 
 
-def _import(module: str) -> tuple[Any | None, float, str | None]:
-    """timed_import, also surviving a package that fails with an error other than ImportError."""
-    t0 = time.perf_counter()
-    try:
-        return timed_import(module)
-    except Exception as exc:  # e.g. a half-finished edit of paramest; time the peers anyway
-        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
-
-
 @dataclass
 class Peers:
     pe: Any = None  # paramest, only when it has sensitivities
@@ -247,24 +239,24 @@ class Peers:
 
 def detect_peers() -> Peers:
     peers = Peers()
-    pe, _, err = _import("paramest")
+    pe, _, err = timed_import("paramest")
     if pe is not None and not hasattr(pe, "Forward"):
         pe, err = None, NOT_YET
     peers.pe = pe
     if pe is None:
         peers.missing["paramest"] = err or "not installed"
-    peers.casadi, _, err = _import("casadi")
+    peers.casadi, _, err = timed_import("casadi")
     if err:
         peers.missing["casadi"] = "not installed (`pip install casadi`)"
-    torch, _, err1 = _import("torch")
-    tde, _, err2 = _import("torchdiffeq") if torch is not None else (None, 0.0, "no torch")
+    torch, _, err1 = timed_import("torch")
+    tde, _, err2 = timed_import("torchdiffeq") if torch is not None else (None, 0.0, "no torch")
     if torch is not None and tde is not None:
         peers.torch, peers.torchdiffeq = torch, tde
         torch.set_num_threads(1)  # tiny tensors: threads only add overhead and noise
     else:
         peers.missing["torchdiffeq"] = "not installed (`pip install torch torchdiffeq`)"
-    jax, _, err3 = _import("jax")
-    dfx, _, err4 = _import("diffrax") if jax is not None else (None, 0.0, "no jax")
+    jax, _, err3 = timed_import("jax")
+    dfx, _, err4 = timed_import("diffrax") if jax is not None else (None, 0.0, "no jax")
     if jax is not None and dfx is not None:
         jax.config.update("jax_enable_x64", True)
         peers.jax, peers.diffrax = jax, dfx
@@ -286,10 +278,6 @@ def versions(peers: Peers) -> dict[str, str | None]:
 
 
 # --- helpers -------------------------------------------------------------------------
-
-def ratio(num: float, den: float) -> float:
-    return num / den if den > 0 and math.isfinite(num) and math.isfinite(den) else math.nan
-
 
 def verdict(value: float, goal: float) -> str:
     if math.isnan(value):

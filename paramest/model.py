@@ -567,22 +567,8 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     model._py_func = keyed
     model._time_address = None
 
-    cause = ""
-    try:
-        complex_version = _compile(cfunc, keyed, sig=RHS_SIG_C128)
-    except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
-        cause = _compile_cause(py_func, exc, complex_build=True)
-        model.complex_step_problem = (
-            "it does not compile for complex128 states ("
-            + _numba_message(exc).splitlines()[0] + ")"
-        )
-    else:
-        keep_alive.append(complex_version)
-        model.address_complex = complex_version.address
-        model.complex_step_problem = _complex_step_disagreement(model, t0, y0, p)
-        model.complex_step_safe = model.complex_step_problem is None
-        if not model.complex_step_safe:
-            cause = _non_analytic_cause(py_func)
+    cause = _compile_complex_version(model, keyed, py_func, keep_alive, "states",
+                                     lambda: _complex_step_disagreement(model, t0, y0, p))
     if not model.complex_step_safe:
         warnings.warn(
             f"`fun` ({_name(py_func)}) is not complex-step safe: {model.complex_step_problem}. "
@@ -602,6 +588,26 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
         rhs=model.address, rhs_complex=model.address_complex, jac=model.jac_address
     )
     return model
+
+
+def _compile_complex_version(compiled, keyed, py_func, keep_alive, what, disagreement):
+    """Compile the complex128 version of a model or observation function and check its
+    complex-step derivative (``disagreement()`` says why it is wrong, or None); set
+    ``address_complex``, ``complex_step_problem`` and ``complex_step_safe`` on ``compiled``.
+    Returns the likely cause and fix for the warning, "" when safe."""
+    try:
+        complex_version = _compile(cfunc, keyed, sig=RHS_SIG_C128)
+    except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
+        compiled.complex_step_problem = (
+            f"it does not compile for complex128 {what} ("
+            + _numba_message(exc).splitlines()[0] + ")"
+        )
+        return _compile_cause(py_func, exc, complex_build=True)
+    keep_alive.append(complex_version)
+    compiled.address_complex = complex_version.address
+    compiled.complex_step_problem = disagreement()
+    compiled.complex_step_safe = compiled.complex_step_problem is None
+    return "" if compiled.complex_step_safe else _non_analytic_cause(py_func)
 
 
 def _refuse_print(py_func, arg_name):
@@ -930,22 +936,14 @@ def compile_observation(observe, n_observables, y0, p, t0):
     observation.dependencies = dependencies
     observation.watches = dependencies.watches
     keep_alive = [real]
-    try:
-        complex_version = _compile(cfunc, keyed, sig=RHS_SIG_C128)
-    except Exception as exc:  # noqa: BLE001 - any failure means: no complex step
-        observation.complex_step_problem = (
-            "it does not compile for complex128 values ("
-            + _numba_message(exc).splitlines()[0] + ")"
-        )
-    else:
-        keep_alive.append(complex_version)
-        observation.address_complex = complex_version.address
-        observation.complex_step_problem = _observation_disagreement(observation, t0, y0, p)
-        observation.complex_step_safe = observation.complex_step_problem is None
+    cause = _compile_complex_version(
+        observation, keyed, py_func, keep_alive, "values",
+        lambda: _observation_disagreement(observation, t0, y0, p),
+    )
     if not observation.complex_step_safe:
         warnings.warn(
             f"`observe` ({_name(py_func)}) is not complex-step safe: "
-            f"{observation.complex_step_problem}. {_non_analytic_cause(py_func)} Its "
+            f"{observation.complex_step_problem}. {cause} Its "
             "derivatives will use central differences.",
             ComplexStepWarning,
             stacklevel=3,
