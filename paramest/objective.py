@@ -547,6 +547,8 @@ class Objective:
             self.failures += 1
             self.last_failure = f"non-finite estimate x = {x}"
             return None
+        if self.observation is not None and self.observation.watches:
+            self.check_not_stale()
         residuals = np.empty(self.n_residuals)
         jac = np.zeros((self.n_residuals, self.n_free)) if jacobian else None
         with_sensitivities = jacobian and self.n_free > 0

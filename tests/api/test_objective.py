@@ -330,3 +330,30 @@ def test_bad_data(lv):
     with pytest.raises(ValueError, match="distinct names"):
         same = pe.Data(T, np.ones((2, T.size)), name="X")
         pe.Objective(lv, [same, same], local="alpha")
+
+
+GAIN = 2.0
+
+
+def gain_observe(t, y, p, out):
+    out[0] = GAIN * y[0]
+
+
+def test_an_observe_whose_global_changed_is_refused():
+    """observe is compiled with the values it reads from outside (like the model): after
+    one of them changes, evaluating refuses instead of using the old value."""
+    global GAIN
+    problem = pe.ODEProblem(decay_for_stale_check, [1.0], (0.0, 1.0), [0.5])
+    data = pe.Data([0.5, 1.0], [[1.5, 1.2]])
+    objective = pe.Objective(problem, data, observe=gain_observe)
+    objective.loss([0.5])
+    try:
+        GAIN = 3.0
+        with pytest.raises(pe.ModelError, match="GAIN"):
+            objective.loss([0.6])
+    finally:
+        GAIN = 2.0
+
+
+def decay_for_stale_check(t, y, p, dydt):
+    dydt[0] = -p[0] * y[0]
