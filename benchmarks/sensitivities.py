@@ -474,9 +474,16 @@ def lv_paramest(pe: Any, out: list[Contender], notes: list[str], data: np.ndarra
             return pe.vjp(prob, LV_T, cot, sensitivity=pe.Forward(), method=method,
                           rtol=RTOL_LV, atol=ATOL_LV, p=LV_P0)
 
+        def adjoint(method=method, cot=cot):
+            return pe.vjp(prob, LV_T, cot, sensitivity=pe.DiscreteAdjoint(), method=method,
+                          rtol=RTOL_LV, atol=ATOL_LV, p=LV_P0)
+
         _add(out, notes, f"paramest {method} Forward + einsum", lambda grad=grad: grad)
         if hasattr(pe, "vjp"):
             _add(out, notes, f"paramest {method} vjp (cotangent given)", lambda vjp=vjp: vjp)
+        if hasattr(pe, "DiscreteAdjoint"):
+            _add(out, notes, f"paramest {method} DiscreteAdjoint vjp",
+                 lambda adjoint=adjoint: adjoint)
         _add(out, notes, f"paramest {method} plain solve", lambda plain=plain: plain,
              kind="solve")
 

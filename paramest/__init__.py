@@ -13,7 +13,14 @@ from paramest.fit import fit
 from paramest.objective import Objective
 from paramest.problems import ODEProblem
 from paramest.result import FitResult
-from paramest.sensitivity import ComplexStep, FiniteDifferences, Forward, SensitivityMethod, vjp
+from paramest.sensitivity import (
+    ComplexStep,
+    DiscreteAdjoint,
+    FiniteDifferences,
+    Forward,
+    SensitivityMethod,
+    vjp,
+)
 from paramest.solution import DenseOutput, Solution
 from paramest.solve import METHODS, solve
 
@@ -22,6 +29,7 @@ __all__ = [
     "ComplexStepWarning",
     "Data",
     "DenseOutput",
+    "DiscreteAdjoint",
     "FiniteDifferences",
     "FitResult",
     "Forward",

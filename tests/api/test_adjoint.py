@@ -1,0 +1,149 @@
+"""DiscreteAdjoint: the reverse pass over the accepted steps of an explicit solve.
+
+It differentiates the numbers the solver returns with the step sizes held fixed, which is
+what the complex step through the solver (``ComplexStep()``, whose step control reads only
+real parts) computes: the two must agree to rounding, on every explicit method, for
+parameter and initial-state columns, with outputs inside steps (interpolated) and at step
+ends. Against the exact derivative (Forward, central differences, matrix exponentials) it
+agrees to the solver's tolerance.
+"""
+
+import numpy as np
+import pytest
+
+import paramest as pe
+from tests.problems import LINEAR20, LV_P, LV_Y0, lotka_volterra
+
+ADAPTIVE = ["Tsit5", "DP5", "BS3", "Vern7"]
+T_EVAL = np.linspace(0.0, 10.0, 101)
+
+
+def _relative(actual, expected):
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+def lotka_volterra_abs(t, y, p, dydt):
+    # abs() of a state that stays positive: the same solution, but the complex step of
+    # abs is wrong, so the model check demotes the model to central differences
+    dydt[0] = p[0] * abs(y[0]) - p[1] * y[0] * y[1]
+    dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1]
+
+
+def robertson(t, y, p, dydt):
+    dydt[0] = -p[0] * y[0] + p[2] * y[1] * y[2]
+    dydt[1] = p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] ** 2
+    dydt[2] = p[1] * y[1] ** 2
+
+
+@pytest.fixture(scope="module")
+def lv():
+    return pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P,
+                         state_names=["prey", "predator"])
+
+
+@pytest.fixture(scope="module")
+def cotangent():
+    return np.random.default_rng(7).standard_normal((2, T_EVAL.size))
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_equals_the_complex_step_through_the_solver(lv, cotangent, method):
+    """Parameters and both initial states: the derivative of the discrete solution, to
+    rounding (measured 6e-16 to 4e-15)."""
+    options = dict(method=method, rtol=1e-6, atol=1e-8, sens_y0=["prey", "predator"])
+    adjoint = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+    complex_step = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.ComplexStep(), **options)
+    assert adjoint.shape == (6,)
+    assert _relative(adjoint, complex_step) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["RK4", "Euler"])
+def test_fixed_steps_with_outputs_at_step_ends(lv, cotangent, method):
+    """dt = 0.01 puts every output on a step end (the new state, not the interpolant);
+    dt = 0.03 puts most inside steps."""
+    for dt in (0.01, 0.03):
+        options = dict(method=method, dt=dt, sens_y0=["prey"])
+        adjoint = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+        complex_step = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.ComplexStep(), **options)
+        assert _relative(adjoint, complex_step) < 1e-12, dt
+
+
+def test_auto_on_a_non_stiff_problem_is_tsit5(lv, cotangent):
+    adjoint = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="auto")
+    complex_step = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.ComplexStep(),
+                          method="Tsit5")
+    assert _relative(adjoint, complex_step) < 1e-12
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_agrees_with_forward_and_differences_at_tight_tolerances(lv, cotangent, method):
+    """At rtol 1e-10 the discrete solution's derivative is the exact one to about the
+    tolerance: Forward agrees to 1e-6; central differences of whole solves carry the
+    solver's error divided by their step (1e-10 / 1e-4) and agree to 5e-6 (measured
+    1.2e-6)."""
+    options = dict(method=method, rtol=1e-10, atol=1e-12, sens_y0=["predator"])
+    adjoint = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+    forward = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Forward(), **options)
+    differences = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.FiniteDifferences(),
+                         **options)
+    assert _relative(adjoint, forward) < 1e-6
+    assert _relative(adjoint, differences) < 5e-6
+
+
+def test_linear_chain_against_matrix_exponentials():
+    """20 states, 20 rates and 20 initial states: the gradient of sum(W * y) against the
+    exact sensitivities from matrix exponentials (Van Loan)."""
+    problem = pe.ODEProblem(LINEAR20.fun, LINEAR20.y0, LINEAR20.t_span, LINEAR20.p)
+    _, S_p, S_y0 = LINEAR20.exact()
+    weights = np.random.default_rng(3).standard_normal((20, LINEAR20.t_eval.size))
+    exact = np.concatenate([np.einsum("it,ikt->k", weights, S_p),
+                            np.einsum("it,ikt->k", weights, S_y0)])
+    for method in ADAPTIVE:
+        adjoint = pe.vjp(problem, LINEAR20.t_eval, weights, method=method, rtol=1e-10,
+                         atol=1e-12, sensitivity=pe.DiscreteAdjoint(),
+                         sens_y0=list(range(20)))
+        assert _relative(adjoint, exact) < 1e-7, method
+
+
+def test_backward_integration(cotangent):
+    """t_span from 10 down to 0: the steps are negative, outputs decreasing."""
+    problem = pe.ODEProblem(lotka_volterra, [1.0263, 0.9097], (10.0, 0.0), LV_P)
+    times = T_EVAL[::-1].copy()
+    options = dict(method="Tsit5", rtol=1e-6, atol=1e-8, sens_y0=[0, 1])
+    adjoint = pe.vjp(problem, times, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+    complex_step = pe.vjp(problem, times, cotangent, sensitivity=pe.ComplexStep(), **options)
+    assert _relative(adjoint, complex_step) < 1e-12
+
+
+def test_a_subset_of_parameters(lv, cotangent):
+    full = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Tsit5")
+    subset = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Tsit5",
+                    sens_params=[3, 1])
+    np.testing.assert_allclose(subset, full[[3, 1]], rtol=1e-14)
+
+
+def test_a_model_that_is_not_complex_step_safe_uses_central_differences(cotangent):
+    with pytest.warns(pe.ComplexStepWarning):
+        problem = pe.ODEProblem(lotka_volterra_abs, LV_Y0, (0.0, 10.0), LV_P)
+    options = dict(method="Tsit5", rtol=1e-10, atol=1e-12, sens_y0=[0])
+    adjoint = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+    forward = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.Forward(), **options)
+    assert _relative(adjoint, forward) < 1e-6
+
+
+def test_refusals(lv, cotangent):
+    with pytest.raises(ValueError, match="Forward"):
+        pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Rodas5P")
+    with pytest.raises(ValueError, match="vjp"):
+        pe.solve(lv, t_eval=T_EVAL, sensitivity=pe.DiscreteAdjoint())
+    with pytest.raises(NotImplementedError, match="checkpoints"):
+        pe.DiscreteAdjoint(checkpoints=10)
+    stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
+    with pytest.raises(ValueError, match="switched"):
+        pe.vjp(stiff, [1.0, 1e3], np.ones((3, 2)), sensitivity=pe.DiscreteAdjoint())
+
+
+def test_a_failed_solve_raises(lv, cotangent):
+    with pytest.raises(pe.SolveError, match="failed"):
+        pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Tsit5",
+               max_steps=5)
