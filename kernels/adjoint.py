@@ -22,15 +22,20 @@ from numba import njit
 
 from . import explicit as ex
 from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, INVERSE_COMPLEX_STEP
-from .fields import A_RHS, A_RHS_COMPLEX
-from .fnptr import call_model
+from .fields import A_RHS, A_RHS_COMPLEX, A_VJP
+from .fnptr import call_model, call_vjp
 from .stepping import keep_alive, unmanaged
 
-__all__ = ["VJP_COMPLEX_STEP", "VJP_CENTRAL", "model_vjp", "discrete_adjoint_explicit"]
+__all__ = [
+    "VJP_COMPLEX_STEP", "VJP_CENTRAL", "VJP_USER", "model_vjp", "discrete_adjoint_explicit",
+]
 
-#: how :func:`model_vjp` obtains ``J^T u`` and ``f_p^T u``
+#: how :func:`model_vjp` obtains ``J^T u`` and ``f_p^T u``: complex-step Jacobian columns
 VJP_COMPLEX_STEP = 0
+#: ... central-difference columns (models that are not complex-step safe)
 VJP_CENTRAL = 1
+#: ... the problem's own ``vjp`` (one call, whatever the number of parameters)
+VJP_USER = 2
 
 
 @njit(cache=True, error_model="numpy", nogil=True, inline="always")
@@ -41,11 +46,16 @@ def model_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, 
     ``yc, pc, fc`` (complex, sizes n, n_p, n) and ``yr, pr, f_plus, f_minus`` (real) are
     work arrays. The complex step perturbs one variable per evaluation and contracts the
     resulting Jacobian column with ``u``: exact to rounding, ``n + k`` complex evaluations.
+    A user ``vjp`` is one call, its parameter part (every parameter) written to ``pr``.
     """
     n = y.shape[0]
     n_params = p.shape[0]
     k = param_idx.shape[0]
-    if mode == VJP_COMPLEX_STEP:
+    if mode == VJP_USER:
+        call_vjp(addresses[A_VJP], t, y, p, u, out_y, pr)
+        for c in range(k):
+            out_p[c] = pr[param_idx[c]]
+    elif mode == VJP_COMPLEX_STEP:
         for i in range(n):
             yc[i] = y[i]
         for i in range(n_params):
@@ -218,3 +228,15 @@ def discrete_adjoint_explicit(addresses, mode, tab, tab_info, step_t, step_h, st
     keep_alive(owned)
     # outputs before the first step's end that the loop did not reach cannot exist: the
     # first step starts at t0 and every output lies in [t0, t_end]
+
+
+@njit(cache=True, error_model="numpy")
+def reference_vjp(addresses, mode, t, y, p, u, out_y, out_p):
+    """:func:`model_vjp` over every parameter, with its own work arrays (the model check
+    compares a user ``vjp`` with it)."""
+    n = y.shape[0]
+    n_params = p.shape[0]
+    model_vjp(addresses, mode, t, y, p, u, np.arange(n_params), out_y, out_p,
+              np.empty(n, dtype=np.complex128), np.empty(n_params, dtype=np.complex128),
+              np.empty(n, dtype=np.complex128), np.empty(n), np.empty(n_params), np.empty(n),
+              np.empty(n))

@@ -59,7 +59,8 @@ A_RHS = 0
 A_RHS_COMPLEX = 1
 A_JAC = 2
 A_RHS_COMPLEX_TIME = 3
-A_SIZE = 4
+A_VJP = 4  # the user's vjp(t, y, p, w, out_y, out_p), for the adjoints
+A_SIZE = 5
 
 # Layout of a sensitivity field's ``info`` record.
 SI_N = 0  # states of the model
@@ -83,13 +84,14 @@ _FORWARD = 2
 _COMPLEX_DIRECTIONS = 3
 
 
-def model_addresses(rhs=0, rhs_complex=0, jac=0, rhs_complex_time=0):
+def model_addresses(rhs=0, rhs_complex=0, jac=0, rhs_complex_time=0, vjp=0):
     """The int64 ``A_*`` record of a model's compiled versions (0 for those it lacks)."""
     addresses = np.zeros(A_SIZE, dtype=np.int64)
     addresses[A_RHS] = rhs
     addresses[A_RHS_COMPLEX] = rhs_complex
     addresses[A_JAC] = jac
     addresses[A_RHS_COMPLEX_TIME] = rhs_complex_time
+    addresses[A_VJP] = vjp
     return addresses
 
 

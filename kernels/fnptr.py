@@ -37,6 +37,12 @@ RHS_SIG_C128_T = types.void(
 JAC_SIG_F64 = types.void(
     types.float64, types.float64[::1], types.float64[::1], types.float64[:, ::1]
 )
+#: ``vjp(t, y, p, w, out_y, out_p)``: a user's vector-Jacobian product, ``out_y = J^T w``
+#: and ``out_p = f_p^T w`` (every parameter), for the adjoints.
+VJP_SIG_F64 = types.void(
+    types.float64, types.float64[::1], types.float64[::1], types.float64[::1],
+    types.float64[::1], types.float64[::1],
+)
 
 
 
@@ -81,3 +87,23 @@ def call_model(typingctx, address, t, y, p, out):
         return context.get_dummy_value()
 
     return types.void(address, t, y, p, out), codegen
+
+
+@intrinsic
+def call_vjp(typingctx, address, t, y, p, w, out_y, out_p):
+    """Call the cfunc at ``address`` as ``vjp(t, y, p, w, out_y, out_p)``
+    (:data:`VJP_SIG_F64`; every array a C-contiguous float64 vector)."""
+    if not isinstance(address, types.Integer) or t != types.float64:
+        return None
+    if not all(_is_vector(a, types.float64) for a in (y, p, w, out_y, out_p)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(
+            ir.VoidType(), [context.get_value_type(arg) for arg in VJP_SIG_F64.args]
+        )
+        function = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(function, args[1:])
+        return context.get_dummy_value()
+
+    return types.void(address, t, y, p, w, out_y, out_p), codegen

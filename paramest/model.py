@@ -44,7 +44,13 @@ from paramest.kernels.derivatives import (
     time_derivative_complex_step,
 )
 from paramest.kernels.fields import model_addresses
-from paramest.kernels.fnptr import JAC_SIG_F64, RHS_SIG_C128, RHS_SIG_C128_T, RHS_SIG_F64
+from paramest.kernels.fnptr import (
+    JAC_SIG_F64,
+    RHS_SIG_C128,
+    RHS_SIG_C128_T,
+    RHS_SIG_F64,
+    VJP_SIG_F64,
+)
 
 #: IEEE arithmetic in compiled models: ``x / 0.0`` is inf or NaN, which the kernels detect,
 #: instead of a ZeroDivisionError that a compiled callback can only print and ignore.
@@ -76,6 +82,8 @@ class CompiledModel:
         Why not, when ``complex_step_safe`` is False.
     jac_address : int
         Address of the user's ``jac`` (0 when not given).
+    vjp_address : int
+        Address of the user's ``vjp`` (0 when not given).
     dependencies : paramest.fingerprint.ModelDependencies
         The hash of the code and outside values the model was compiled with, and where
         they were read (``watches``, checked before each solve).
@@ -101,6 +109,7 @@ class CompiledModel:
         "complex_step_safe",
         "complex_step_problem",
         "jac_address",
+        "vjp_address",
         "autonomous",
         "dependencies",
         "watches",
@@ -197,11 +206,12 @@ def _check_arity(py_func, arg_name, names):
         if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD) and q.default is q.empty
     ]
     variadic = any(q.kind is q.VAR_POSITIONAL for q in params)
-    if len(positional) != 4 and not (variadic and len(positional) < 4):
+    count = len(names.split(", "))
+    if len(positional) != count and not (variadic and len(positional) < count):
         listed = ", ".join(q.name for q in positional)
         hint = _SCIPY_STYLE_HINT if arg_name == "fun" and len(positional) < 4 else ""
         raise TypeError(
-            f"`{arg_name}` must take 4 arguments {arg_name}({names}); "
+            f"`{arg_name}` must take {count} arguments {arg_name}({names}); "
             f"it takes {len(positional)} ({listed}).{hint}"
         )
 
@@ -488,7 +498,7 @@ def _check_model_output(py_func, address, t0, y0, p):
     )
 
 
-def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
+def compile_model(fun, y0, p, t0, jac=None, jac_p=None, vjp=None):
     """Compile ``fun`` (and optional user Jacobians) and run the model check.
 
     Parameters
@@ -502,6 +512,10 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     jac, jac_p : callable, optional
         ``jac(t, y, p, J)`` filling ``df/dy`` (n, n) and ``jac_p(t, y, p, Jp)`` filling
         ``df/dp`` (n, n_params).
+    vjp : callable, optional
+        ``vjp(t, y, p, w, out_y, out_p)`` filling ``out_y = J^T w`` (n) and ``out_p =
+        (df/dp)^T w`` (n_params), for the adjoints; checked against the model's own
+        derivative.
 
     Returns
     -------
@@ -583,9 +597,13 @@ def compile_model(fun, y0, p, t0, jac=None, jac_p=None):
     if jac_p is not None:
         # checked now; the forward sensitivities that will use it compile it then
         _check_jacobian(jac_p, "jac_p", (n, n_p), model, t0, y0, p)
+    model.vjp_address = 0
+    if vjp is not None:
+        model.vjp_address = _compile_vjp(vjp, model, t0, y0, p, keep_alive)
     model._keep_alive = tuple(keep_alive)
     model.addresses = model_addresses(
-        rhs=model.address, rhs_complex=model.address_complex, jac=model.jac_address
+        rhs=model.address, rhs_complex=model.address_complex, jac=model.jac_address,
+        vjp=model.vjp_address,
     )
     return model
 
@@ -608,6 +626,73 @@ def _compile_complex_version(compiled, keyed, py_func, keep_alive, what, disagre
     compiled.complex_step_problem = disagreement()
     compiled.complex_step_safe = compiled.complex_step_problem is None
     return "" if compiled.complex_step_safe else _non_analytic_cause(py_func)
+
+
+def _compile_vjp(user_vjp, model, t0, y0, p, keep_alive):
+    """Compile a user ``vjp(t, y, p, w, out_y, out_p)`` after checking it, at two points
+    and a random ``w``, against the model's own vector-Jacobian product (complex-step
+    columns, or central differences for a model that is not complex-step safe). Its
+    dependencies join the model's watch list."""
+    from paramest.kernels.adjoint import VJP_CENTRAL, VJP_COMPLEX_STEP, reference_vjp
+
+    if not callable(user_vjp):
+        raise TypeError(
+            "`vjp` must be a callable vjp(t, y, p, w, out_y, out_p), got "
+            f"{type(user_vjp).__name__}"
+        )
+    py_func = _python_function(user_vjp, "vjp")
+    _check_arity(py_func, "vjp", "t, y, p, w, out_y, out_p")
+    _refuse_print(py_func, "vjp")
+    dependencies = model_dependencies(py_func, "vjp")
+    model.watches = model.watches + dependencies.watches
+    keyed = _renamed(py_func, "__pe" + dependencies.key)
+    checked = _compile(njit, _renamed(keyed, "__checked"), boundscheck=True)
+    n, n_p = y0.shape[0], p.shape[0]
+    method = VJP_COMPLEX_STEP if model.complex_step_safe else VJP_CENTRAL
+    addresses = model_addresses(rhs=model.address, rhs_complex=model.address_complex)
+    rng = np.random.default_rng(20240602)
+    for y in _check_points(y0, p):
+        w = rng.standard_normal(n)
+        out_y, out_p = np.full(n, np.nan), np.full(n_p, np.nan)
+        try:
+            checked(t0, y.copy(), p.copy(), w.copy(), out_y, out_p)
+        except NumbaError as exc:
+            raise _compile_error("vjp", py_func, exc) from None
+        except IndexError as exc:
+            raise ModelError(
+                f"`vjp` ({_name(py_func)}) wrote or read past the end of an array: {exc}. It "
+                f"receives y ({n},), p ({n_p},), w ({n},), out_y ({n},), out_p ({n_p},)."
+            ) from None
+        for label, values in (("out_y", out_y), ("out_p", out_p)):
+            if not np.all(np.isfinite(values)):
+                bad = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise ModelError(
+                    f"`vjp` ({_name(py_func)}) left {label}[{bad}] = {values[bad]}: it must "
+                    "write a finite value into every entry of out_y and out_p (they are not "
+                    "zeroed beforehand)"
+                )
+        ref_y, ref_p = np.empty(n), np.empty(n_p)
+        reference_vjp(addresses, method, t0, y.copy(), p.copy(), w, ref_y, ref_p)
+        if not (np.all(np.isfinite(ref_y)) and np.all(np.isfinite(ref_p))):
+            continue
+        tolerance = 1e-6 if method == VJP_COMPLEX_STEP else 1e-4
+        for label, given, reference in (("out_y", out_y, ref_y), ("out_p", out_p, ref_p)):
+            scale = tolerance * max(1.0, float(np.max(np.abs(reference), initial=0.0)))
+            bad = ~(np.abs(given - reference) <= tolerance * np.abs(reference) + scale)
+            if np.any(bad):
+                i = int(np.flatnonzero(bad)[0])
+                what = "J^T w" if label == "out_y" else "(df/dp)^T w"
+                raise ModelError(
+                    f"`vjp` disagrees with the derivative of `fun`: {label}[{i}] is "
+                    f"{given[i]:.6g}, expected about {reference[i]:.6g} ({what}: "
+                    f"{label}[j] = sum_i w[i] * df_i/d{'y' if label == 'out_y' else 'p'}_j)."
+                )
+    try:
+        compiled = _compile(cfunc, keyed, sig=VJP_SIG_F64)
+    except Exception as exc:  # pragma: no cover - the checked compile fails first
+        raise _compile_error("vjp", py_func, exc) from None
+    keep_alive.append(compiled)
+    return compiled.address
 
 
 def _refuse_print(py_func, arg_name):

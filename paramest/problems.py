@@ -155,6 +155,12 @@ class ODEProblem:
         model's own derivative.
     jac_p : callable, optional
         ``jac_p(t, y, p, Jp)`` filling the (n, n_params) Jacobian ``df/dp``.
+    vjp : callable, optional
+        ``vjp(t, y, p, w, out_y, out_p)`` writing the vector-Jacobian products ``out_y[j] =
+        sum_i w[i] df_i/dy_j`` and ``out_p[k] = sum_i w[i] df_i/dp_k`` (every parameter).
+        :class:`paramest.DiscreteAdjoint` then calls it once per stage instead of taking
+        ``n + k`` complex evaluations, so a gradient's cost no longer grows with the number
+        of parameters. Checked against the model's own derivative.
     state_names, param_names : sequence of str, optional
         Unique names of the states and parameters, used in results and messages.
 
@@ -188,11 +194,12 @@ class ODEProblem:
     """
 
     __slots__ = (
-        "fun", "y0", "t_span", "p", "jac", "jac_p", "state_names", "param_names", "model",
+        "fun", "y0", "t_span", "p", "jac", "jac_p", "vjp", "state_names", "param_names",
+        "model",
     )
 
     def __init__(
-        self, fun, y0, t_span, p=None, *, jac=None, jac_p=None, state_names=None,
+        self, fun, y0, t_span, p=None, *, jac=None, jac_p=None, vjp=None, state_names=None,
         param_names=None,
     ):
         if not callable(fun):
@@ -205,13 +212,13 @@ class ODEProblem:
         t_span = _as_t_span(t_span)
         state_names = _as_names(state_names, "state_names", y0.size)
         param_names = _as_names(param_names, "param_names", p.size)
-        model = compile_model(fun, y0, p, t_span[0], jac=jac, jac_p=jac_p)
-        self._set(fun, y0, t_span, p, jac, jac_p, state_names, param_names, model)
+        model = compile_model(fun, y0, p, t_span[0], jac=jac, jac_p=jac_p, vjp=vjp)
+        self._set(fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names, model)
 
-    def _set(self, fun, y0, t_span, p, jac, jac_p, state_names, param_names, model):
+    def _set(self, fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names, model):
         for key, value in zip(
             self.__slots__,
-            (fun, y0, t_span, p, jac, jac_p, state_names, param_names, model),
+            (fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names, model),
             strict=True,
         ):
             object.__setattr__(self, key, value)
@@ -256,7 +263,7 @@ class ODEProblem:
         )
         t_span = self.t_span if t_span is None else _as_t_span(t_span)
         new._set(
-            self.fun, y0, t_span, p, self.jac, self.jac_p, self.state_names,
+            self.fun, y0, t_span, p, self.jac, self.jac_p, self.vjp, self.state_names,
             self.param_names, self.model,
         )
         return new
@@ -267,7 +274,8 @@ class ODEProblem:
         # This is what lets fit's multistart run on a process pool or a Dask cluster.
         return (
             _rebuild_problem,
-            (self.fun, self.y0, self.t_span, self.p, self.jac, self.jac_p, self.state_names,
+            (self.fun, self.y0, self.t_span, self.p, self.jac, self.jac_p, self.vjp,
+             self.state_names,
              self.param_names),
         )
 
@@ -279,6 +287,7 @@ class ODEProblem:
         )
 
 
-def _rebuild_problem(fun, y0, t_span, p, jac, jac_p, state_names, param_names):
-    return ODEProblem(fun, y0, t_span, p, jac=jac, jac_p=jac_p, state_names=state_names,
+def _rebuild_problem(fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names):
+    return ODEProblem(fun, y0, t_span, p, jac=jac, jac_p=jac_p, vjp=vjp,
+                      state_names=state_names,
                       param_names=param_names)

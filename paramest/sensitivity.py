@@ -195,9 +195,11 @@ class DiscreteAdjoint(SensitivityMethod):
     :class:`ComplexStep` gives, to rounding.
 
     When to use it: gradients with respect to many parameters. Its cost is one solve plus,
-    per stage, one vector-Jacobian product of the model; from complex-step Jacobian columns
-    that is ``n + k`` complex evaluations per stage, so on small models with few parameters
-    :class:`Forward` (``k`` complex evaluations per stage, no reverse pass) is cheaper.
+    per stage, one vector-Jacobian product of the model: one call of the problem's own
+    ``vjp`` when it has one (``ODEProblem(..., vjp=...)``; the cost then hardly grows with
+    the number of parameters), else ``n + k`` complex evaluations from complex-step Jacobian
+    columns, so that on small models with few parameters :class:`Forward` (``k`` complex
+    evaluations per stage, no reverse pass) costs about the same.
 
     Memory: every accepted step with all its stages, ``(s + 1) n`` numbers per step (Tsit5:
     8 n). Checkpointing, which bounds this, is not implemented yet (``checkpoints`` must be
@@ -244,6 +246,7 @@ def _discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol, atol,
     from paramest.kernels.adjoint import (
         VJP_CENTRAL,
         VJP_COMPLEX_STEP,
+        VJP_USER,
         discrete_adjoint_explicit,
     )
     from paramest.solve import _AUTO_PAIR, _METHOD_TABLE, _method_entry, solve
@@ -273,7 +276,10 @@ def _discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol, atol,
     step_end[:-1] = step_t[1:]
     step_end[-1] = sol.t_final
     model = problem.model
-    mode = VJP_COMPLEX_STEP if model.complex_step_safe else VJP_CENTRAL
+    if model.vjp_address:
+        mode = VJP_USER
+    else:
+        mode = VJP_COMPLEX_STEP if model.complex_step_safe else VJP_CENTRAL
     params = problem.p if p is None else np.asarray(_validated_params(problem, p), dtype=np.float64)
     param_idx = np.array(columns.params, dtype=np.int64)
     lam = np.zeros(problem.n_states)

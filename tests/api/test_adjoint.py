@@ -147,3 +147,76 @@ def test_a_failed_solve_raises(lv, cotangent):
     with pytest.raises(pe.SolveError, match="failed"):
         pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Tsit5",
                max_steps=5)
+
+
+# ----------------------------------------------------------------------------------------
+# a user-supplied vector-Jacobian product
+
+
+def lotka_volterra_vjp(t, y, p, w, out_y, out_p):
+    out_y[0] = w[0] * (p[0] - p[1] * y[1]) + w[1] * p[3] * y[1]
+    out_y[1] = -w[0] * p[1] * y[0] + w[1] * (-p[2] + p[3] * y[0])
+    out_p[0] = w[0] * y[0]
+    out_p[1] = -w[0] * y[0] * y[1]
+    out_p[2] = -w[1] * y[1]
+    out_p[3] = w[1] * y[0] * y[1]
+
+
+def lotka_volterra_vjp_wrong_sign(t, y, p, w, out_y, out_p):
+    out_y[0] = w[0] * (p[0] - p[1] * y[1]) + w[1] * p[3] * y[1]
+    out_y[1] = -w[0] * p[1] * y[0] + w[1] * (-p[2] + p[3] * y[0])
+    out_p[0] = w[0] * y[0]
+    out_p[1] = -w[0] * y[0] * y[1]
+    out_p[2] = w[1] * y[1]  # the sign of d f_1 / d p_2 is wrong
+    out_p[3] = w[1] * y[0] * y[1]
+
+
+def lotka_volterra_vjp_incomplete(t, y, p, w, out_y, out_p):
+    out_y[0] = w[0] * (p[0] - p[1] * y[1]) + w[1] * p[3] * y[1]
+    out_y[1] = -w[0] * p[1] * y[0] + w[1] * (-p[2] + p[3] * y[0])
+    for k in range(3):  # out_p[3] is never written
+        out_p[k] = 0.0
+
+
+def lotka_volterra_vjp_past_the_end(t, y, p, w, out_y, out_p):
+    for j in range(3):
+        out_y[j] = w[0]
+    for k in range(4):
+        out_p[k] = 0.0
+
+
+def test_a_user_vjp_gives_the_same_gradient(cotangent):
+    """One call per stage instead of n + k complex evaluations; the same numbers to
+    rounding."""
+    problem = pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P, vjp=lotka_volterra_vjp)
+    options = dict(method="Tsit5", rtol=1e-6, atol=1e-8, sens_y0=[0, 1])
+    adjoint = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), **options)
+    complex_step = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.ComplexStep(),
+                          **options)
+    assert _relative(adjoint, complex_step) < 1e-12
+    subset = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(),
+                    method="Tsit5", sens_params=[2])
+    np.testing.assert_allclose(subset, adjoint[[2]], rtol=1e-14)
+
+
+def test_a_problem_with_a_vjp_pickles(cotangent):
+    import pickle
+
+    problem = pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P, vjp=lotka_volterra_vjp)
+    again = pickle.loads(pickle.dumps(problem))
+    assert again.vjp is lotka_volterra_vjp and again.model.vjp_address != 0
+
+
+@pytest.mark.parametrize(
+    ("user_vjp", "error", "match"),
+    [
+        (lotka_volterra_vjp_wrong_sign, pe.ModelError, r"out_p\[2\] is .* expected about"),
+        (lotka_volterra_vjp_incomplete, pe.ModelError, r"left out_p\[3\]"),
+        (lotka_volterra_vjp_past_the_end, pe.ModelError, "past the end"),
+        (lotka_volterra, TypeError, "must take 6 arguments"),
+        ("not a function", TypeError, "`vjp` must be a callable"),
+    ],
+)
+def test_a_wrong_user_vjp_is_refused(user_vjp, error, match):
+    with pytest.raises(error, match=match):
+        pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P, vjp=user_vjp)
