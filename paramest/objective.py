@@ -196,6 +196,12 @@ def _sensitivity_choice(sensitivity):
         # control on the sensitivity columns as well costs about 1.5x more steps for no
         # gain in the fit (see the W1-5 note).
         return sens_methods.Forward(error_control=False)
+    if isinstance(sensitivity, sens_methods.DiscreteAdjoint):
+        raise ValueError(
+            "`sensitivity=DiscreteAdjoint()` is not available in fit yet: a fit needs the "
+            "Jacobian of its residuals, which forward sensitivities give; use 'auto' or "
+            "paramest.Forward()"
+        )
     if isinstance(sensitivity, sens_methods.SensitivityMethod):
         return sensitivity
     raise TypeError(

@@ -136,6 +136,8 @@ def test_refusals(lv, cotangent):
         pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Rodas5P")
     with pytest.raises(ValueError, match="vjp"):
         pe.solve(lv, t_eval=T_EVAL, sensitivity=pe.DiscreteAdjoint())
+    with pytest.raises(ValueError, match="not available in fit"):
+        pe.fit(lv, pe.Data(T_EVAL, np.ones((2, T_EVAL.size))), sensitivity=pe.DiscreteAdjoint())
     with pytest.raises(NotImplementedError, match="checkpoints"):
         pe.DiscreteAdjoint(checkpoints=10)
     stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
