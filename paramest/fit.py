@@ -133,7 +133,6 @@ class _Tracker:
         self.eager_jacobian = False
         self.best = math.inf
         self.best_x = None
-        self.n_iterations = 0
 
     def _record(self, x, cost):
         self.history.append(cost)
