@@ -18,6 +18,7 @@ from paramest.sensitivity import (
     DiscreteAdjoint,
     FiniteDifferences,
     Forward,
+    Gradient,
     SensitivityMethod,
     vjp,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "DiscreteAdjoint",
     "FiniteDifferences",
     "FitResult",
+    "Gradient",
     "Forward",
     "METHODS",
     "ModelError",

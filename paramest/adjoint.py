@@ -30,7 +30,12 @@ from paramest.kernels.records import float_state, int_state
 from paramest.model import MODEL_EXCEPTIONS, describe_model_exception, record_model_exception
 from paramest.problems import as_vector
 
-__all__ = ["discrete_adjoint_vjp"]
+__all__ = ["SwitchedToStiff", "discrete_adjoint_vjp"]
+
+
+class SwitchedToStiff(ValueError):
+    """``method="auto"`` switched to its Rosenbrock method, where there is no discrete
+    adjoint yet (``vjp(sensitivity="auto")`` then falls back to forward sensitivities)."""
 
 
 def _vjp_mode(model):
@@ -81,7 +86,7 @@ def discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol, atol, 
         if not sol.success:
             raise SolveError(f"vjp: the solve failed: {sol.message}", sol)
         if sol.switches:
-            raise ValueError(_SWITCHED.format(t=sol.switches[0][0]))
+            raise SwitchedToStiff(_SWITCHED.format(t=sol.switches[0][0]))
         step_t, step_h, step_y, step_k, _ = sol.sol._segments[0]
         step_end = np.empty_like(step_t)
         step_end[:-1] = step_t[1:]
@@ -162,7 +167,7 @@ def _checkpointed(problem, t_eval, weights_by_time, method, rtol, atol, params, 
         if code == st.SUCCESS:
             break
         if code == st.SWITCH_TO_STIFF:
-            raise ValueError(_SWITCHED.format(t=float(fstate[st.F_T])))
+            raise SwitchedToStiff(_SWITCHED.format(t=float(fstate[st.F_T])))
         raise SolveError(
             "vjp: the solve failed: " + _message(
                 code, float(fstate[st.F_T]), float(fstate[st.F_H]), t_end,

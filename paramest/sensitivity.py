@@ -38,8 +38,8 @@ from paramest.kernels.fields import (
 )
 
 __all__ = [
-    "ComplexStep", "DiscreteAdjoint", "FiniteDifferences", "Forward", "SensitivityMethod",
-    "vjp",
+    "ComplexStep", "DiscreteAdjoint", "FiniteDifferences", "Forward", "Gradient",
+    "SensitivityMethod", "vjp",
 ]
 
 #: complex step of the ``ComplexStep`` solve (the kernels' own)
@@ -410,7 +410,45 @@ def finite_difference_step(value, relative_step):
     return relative_step * max(abs(value), 1.0)
 
 
-def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_y0=None,
+class Gradient(np.ndarray):
+    """The result of :func:`vjp`: an ordinary float64 array that also says how it was
+    computed (``sensitivity``, the :class:`SensitivityMethod` used; with
+    ``sensitivity="auto"`` the one chosen)."""
+
+    def __new__(cls, values, sensitivity):
+        array = np.asarray(values, dtype=np.float64).view(cls)
+        array.sensitivity = sensitivity
+        return array
+
+    def __array_finalize__(self, obj):
+        self.sensitivity = getattr(obj, "sensitivity", None)
+
+
+#: ``sensitivity="auto"`` in :func:`vjp`: the discrete adjoint from this many gradient
+#: columns k on, and only when k >= ADJOINT_STATE_FRACTION * n as well, with complex-step
+#: vector-Jacobian products (n + k complex evaluations per stage). Measured with Tsit5 on
+#: the linear cascade (benchmarks/gradients.py and a sweep of k at n = 2 ... 50): Forward()
+#: over the adjoint's time crosses 1 at k = 6-7 for n = 10, k = 10 for n = 20, k = 25 for
+#: n = 50, and stays below 1 up to k = n for n <= 5.
+ADJOINT_MIN_COLUMNS = 6
+ADJOINT_STATE_FRACTION = 0.5
+#: ... and from this many columns with the problem's own ``vjp`` (one call per stage):
+#: measured crossover k = 2-3.
+ADJOINT_MIN_COLUMNS_USER_VJP = 3
+
+
+def _auto_sensitivity(problem, k, entry_kind):
+    if entry_kind == "rosenbrock":
+        return Forward()
+    n = problem.n_states
+    if problem.model.vjp_address:
+        adjoint = k >= ADJOINT_MIN_COLUMNS_USER_VJP
+    else:
+        adjoint = k >= max(ADJOINT_MIN_COLUMNS, ADJOINT_STATE_FRACTION * n)
+    return DiscreteAdjoint() if adjoint else Forward()
+
+
+def vjp(problem, t_eval, cotangent, *, sensitivity="auto", sens_params=None, sens_y0=None,
         method="auto", rtol=1e-6, atol=1e-8, p=None, y0=None, **solve_options):
     """The gradient of ``sum(cotangent * y(t_eval))`` with respect to the chosen parameters
     and initial states: any loss written in NumPy, differentiated through the solve.
@@ -426,10 +464,14 @@ def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_
         Output times, as for :func:`paramest.solve`.
     cotangent : array_like, shape (n_states, n_times)
         The weight of each output.
-    sensitivity : SensitivityMethod, default ``Forward()``
+    sensitivity : "auto" or SensitivityMethod, default "auto"
         How to differentiate: :class:`Forward`, :class:`ComplexStep`,
         :class:`FiniteDifferences`, or :class:`DiscreteAdjoint` (a reverse pass, explicit
-        methods; the continuous adjoints come in a later release).
+        methods; the continuous adjoints come in a later release). ``"auto"`` takes the
+        discrete adjoint where it was measured to be cheaper (explicit methods, k columns
+        with k >= 6 and k >= n/2, or k >= 3 when the problem has its own ``vjp``) and
+        :class:`Forward` otherwise, also when ``method="auto"`` switches to its stiff
+        method; ``result.sensitivity`` says which.
     sens_params, sens_y0 : optional
         The columns: parameters (default all) and initial states (default none), by index
         or name.
@@ -438,7 +480,8 @@ def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_
 
     Returns
     -------
-    ndarray, shape (n_columns,)
+    Gradient, shape (n_columns,)
+        A float64 array; its ``sensitivity`` attribute is the method used.
 
     Raises
     ------
@@ -458,10 +501,13 @@ def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_
     >>> g.shape
     (1,)
     """
-    from paramest.solve import solve
+    from paramest.solve import _method_entry, solve
 
-    if sensitivity is None:
-        sensitivity = Forward()
+    automatic = sensitivity is None or (isinstance(sensitivity, str) and sensitivity == "auto")
+    if isinstance(sensitivity, str) and not automatic:
+        raise ValueError(
+            f"`sensitivity` must be 'auto' or a sensitivity method, got {sensitivity!r}"
+        )
     if t_eval is None:
         raise ValueError("`t_eval` is required: the cotangent weighs the outputs at t_eval")
     n = problem.model.n_states
@@ -479,16 +525,27 @@ def vjp(problem, t_eval, cotangent, *, sensitivity=None, sens_params=None, sens_
         )
     if not np.all(np.isfinite(weights)):
         raise ValueError("`cotangent` must be finite")
+    if automatic:
+        columns = Columns(problem, sens_params, sens_y0)
+        sensitivity = _auto_sensitivity(problem, len(columns), _method_entry(method).kind)
     if isinstance(sensitivity, DiscreteAdjoint):
-        from paramest.adjoint import discrete_adjoint_vjp
+        from paramest.adjoint import SwitchedToStiff, discrete_adjoint_vjp
 
         columns = Columns(problem, sens_params, sens_y0)
-        return discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol, atol, p,
-                                    y0, sensitivity.checkpoints, solve_options)
+        try:
+            gradient = discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol,
+                                            atol, p, y0, sensitivity.checkpoints,
+                                            solve_options)
+        except SwitchedToStiff:
+            if not automatic:
+                raise
+            sensitivity = Forward()  # "auto" met a stiff stretch: no discrete adjoint there
+        else:
+            return Gradient(gradient, sensitivity)
     sol = solve(
         problem, method, t_eval, rtol=rtol, atol=atol, p=p, y0=y0, sensitivity=sensitivity,
         sens_params=sens_params, sens_y0=sens_y0, **solve_options,
     )
     if not sol.success:
         raise SolveError(f"vjp: the solve failed: {sol.message}", sol)
-    return np.einsum("it,ikt->k", weights, sol.sens)
+    return Gradient(np.einsum("it,ikt->k", weights, sol.sens), sensitivity)

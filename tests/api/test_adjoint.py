@@ -286,3 +286,51 @@ def test_checkpoints_bound_the_memory():
             stored, stored_peak = _peak_bytes(lambda g=gradient: g(None))
             assert stored_peak > 0.3e6
             np.testing.assert_allclose(checkpointed, stored, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------
+# sensitivity="auto" in vjp
+
+
+def test_auto_takes_forward_for_few_columns(lv, cotangent):
+    """Lotka-Volterra with 4 parameters is below the measured crossover (k >= 6)."""
+    gradient = pe.vjp(lv, T_EVAL, cotangent, method="Tsit5")
+    assert isinstance(gradient, pe.Gradient) and isinstance(gradient, np.ndarray)
+    assert isinstance(gradient.sensitivity, pe.Forward)
+    forward = pe.vjp(lv, T_EVAL, cotangent, method="Tsit5", sensitivity=pe.Forward())
+    np.testing.assert_array_equal(gradient, forward)
+    assert isinstance(forward.sensitivity, pe.Forward)
+
+
+def test_auto_takes_the_adjoint_with_a_user_vjp(cotangent):
+    problem = pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P, vjp=lotka_volterra_vjp)
+    gradient = pe.vjp(problem, T_EVAL, cotangent, method="Tsit5")
+    assert isinstance(gradient.sensitivity, pe.DiscreteAdjoint)
+    one_column = pe.vjp(problem, T_EVAL, cotangent, method="Tsit5", sens_params=[0])
+    assert isinstance(one_column.sensitivity, pe.Forward)
+
+
+def test_auto_takes_the_adjoint_for_many_columns():
+    """20 states, 20 rates and 20 initial states: 40 columns >= max(6, n / 2)."""
+    problem = pe.ODEProblem(LINEAR20.fun, LINEAR20.y0, LINEAR20.t_span, LINEAR20.p)
+    weights = np.random.default_rng(3).standard_normal((20, LINEAR20.t_eval.size))
+    gradient = pe.vjp(problem, LINEAR20.t_eval, weights, sens_y0=list(range(20)))
+    assert isinstance(gradient.sensitivity, pe.DiscreteAdjoint)
+    forward = pe.vjp(problem, LINEAR20.t_eval, weights, sens_y0=list(range(20)),
+                     sensitivity=pe.Forward())
+    assert _relative(gradient, forward) < 1e-5  # both to the solver's tolerance (1e-6)
+
+
+def test_auto_falls_back_to_forward_where_the_solve_turns_stiff():
+    stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
+    weights = np.ones((3, 2))
+    gradient = pe.vjp(stiff, [1.0, 1e3], weights, sens_y0=[0, 1, 2], rtol=1e-8,
+                      atol=1e-12)  # 6 columns, n = 3: the adjoint would be chosen
+    assert isinstance(gradient.sensitivity, pe.Forward)
+    forward = pe.vjp(stiff, [1.0, 1e3], weights, sens_y0=[0, 1, 2], rtol=1e-8, atol=1e-12,
+                     sensitivity=pe.Forward())
+    np.testing.assert_array_equal(gradient, forward)
+    rosenbrock = pe.vjp(stiff, [1.0, 1e3], weights, method="Rodas5P", sens_y0=[0, 1, 2])
+    assert isinstance(rosenbrock.sensitivity, pe.Forward)
+    with pytest.raises(ValueError, match="'auto' or a sensitivity method"):
+        pe.vjp(stiff, [1.0], np.ones((3, 1)), sensitivity="adjoint")
