@@ -64,6 +64,7 @@ from sensitivities import (
     RTOL_LV,
     Contender,
     _add,
+    diffrax_lv_outputs,
     lv_gradient_from,
     lv_solve_augmented,
 )
@@ -267,21 +268,9 @@ def lv_diffrax(jax: Any, dfx: Any, out: list[Contender], notes: list[str],
     jnp = jax.numpy
 
     def build(adjoint: Any) -> Callable[[], np.ndarray]:
-        def f(t, y, p):
-            return jnp.stack([p[0] * y[0] - p[1] * y[0] * y[1],
-                              -p[2] * y[1] + p[3] * y[0] * y[1]])
-
-        ts, target = jnp.asarray(LV_T), jnp.asarray(data.T)
-
-        def loss(p):
-            sol = dfx.diffeqsolve(
-                dfx.ODETerm(f), dfx.Tsit5(), float(LV_T[0]), float(LV_T[-1]), None,
-                jnp.asarray(LV_Y0), args=p, saveat=dfx.SaveAt(ts=ts),
-                stepsize_controller=dfx.PIDController(rtol=RTOL_LV, atol=ATOL_LV),
-                max_steps=100_000, adjoint=adjoint)
-            return jnp.sum((sol.ys - target) ** 2)
-
-        g = jax.jit(jax.grad(loss))
+        target = jnp.asarray(data.T)
+        ys = diffrax_lv_outputs(jax, dfx, adjoint)
+        g = jax.jit(jax.grad(lambda p: jnp.sum((ys(p) - target) ** 2)))
         p0 = jnp.asarray(LV_P0)
         g(p0).block_until_ready()  # compile: part of the setup
         return lambda: np.asarray(g(p0).block_until_ready())

@@ -411,25 +411,36 @@ def lv_torchdiffeq(torch: Any, tde: Any, out: list[Contender], notes: list[str],
     _add(out, notes, "torchdiffeq dopri5 backprop", build)
 
 
+def diffrax_lv_outputs(jax: Any, dfx: Any, adjoint: Any) -> Callable[[Any], Any]:
+    """``ys(p)``: diffrax's Tsit5 solution of the Lotka-Volterra benchmark at LV_T (shape
+    (n_times, 2)), differentiated with ``adjoint``; shared with gradients.py."""
+    jnp = jax.numpy
+
+    def f(t, y, p):
+        return jnp.stack([p[0] * y[0] - p[1] * y[0] * y[1],
+                          -p[2] * y[1] + p[3] * y[0] * y[1]])
+
+    ts = jnp.asarray(LV_T)
+
+    def ys(p):
+        sol = dfx.diffeqsolve(
+            dfx.ODETerm(f), dfx.Tsit5(), float(LV_T[0]), float(LV_T[-1]), None,
+            jnp.asarray(LV_Y0), args=p, saveat=dfx.SaveAt(ts=ts),
+            stepsize_controller=dfx.PIDController(rtol=RTOL_LV, atol=ATOL_LV),
+            max_steps=100_000, adjoint=adjoint)
+        return sol.ys
+
+    return ys
+
+
 def lv_diffrax(jax: Any, dfx: Any, out: list[Contender], notes: list[str],
                data: np.ndarray) -> None:
     jnp = jax.numpy
 
     def build(mode: str) -> Callable[[], np.ndarray]:
-        def f(t, y, p):
-            return jnp.stack([p[0] * y[0] - p[1] * y[0] * y[1],
-                              -p[2] * y[1] + p[3] * y[0] * y[1]])
-
-        ts, target = jnp.asarray(LV_T), jnp.asarray(data.T)
+        target = jnp.asarray(data.T)
         adjoint = dfx.ForwardMode() if mode == "forward" else dfx.RecursiveCheckpointAdjoint()
-
-        def ys(p):
-            sol = dfx.diffeqsolve(
-                dfx.ODETerm(f), dfx.Tsit5(), float(LV_T[0]), float(LV_T[-1]), None,
-                jnp.asarray(LV_Y0), args=p, saveat=dfx.SaveAt(ts=ts),
-                stepsize_controller=dfx.PIDController(rtol=RTOL_LV, atol=ATOL_LV),
-                max_steps=100_000, adjoint=adjoint)
-            return sol.ys
+        ys = diffrax_lv_outputs(jax, dfx, adjoint)
 
         if mode == "forward":
             def grad(p):
