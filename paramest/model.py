@@ -445,17 +445,32 @@ def _check_output(arg_name, py_func, checked, t0, y0, p, out, where):
 _GUARD = 32
 
 
-def _guarded_call(address, t0, y0, p, output_fill, guard_fill):
-    """Call the model on views of padded buffers; return the whole padded output buffer."""
+def _guarded_call(address, t0, y0, p, output_fill, guard_fill, m):
+    """Call the model on views of padded buffers (an output of ``m`` entries); return the
+    whole padded output buffer."""
     n, n_p = y0.shape[0], p.shape[0]
     y_buffer = np.full(n + _GUARD, guard_fill)
     y_buffer[:n] = y0
     p_buffer = np.full(n_p + _GUARD, guard_fill)
     p_buffer[:n_p] = p
-    out_buffer = np.full(n + _GUARD, guard_fill)
-    out_buffer[:n] = output_fill
-    _call_model(address, t0, y_buffer[:n], p_buffer[:n_p], out_buffer[:n])
+    out_buffer = np.full(m + _GUARD, guard_fill)
+    out_buffer[:m] = output_fill
+    _call_model(address, t0, y_buffer[:n], p_buffer[:n_p], out_buffer[:m])
     return out_buffer
+
+
+def _guarded_probe(address, t0, y0, p, m):
+    """Three guarded calls: returns ``(output, zero_filled_output, outside)``, the output
+    with NaN beforehand, the output with zeros beforehand, and whether the function wrote
+    past the end of its output or read past the end of ``y`` or ``p`` (its output then
+    depends on the padding's value)."""
+    huge = 1.5e300
+    first = _guarded_call(address, t0, y0, p, np.nan, np.nan, m)  # padding NaN, output NaN
+    second = _guarded_call(address, t0, y0, p, 0.0, huge, m)  # padding huge, output 0
+    third = _guarded_call(address, t0, y0, p, 0.0, np.nan, m)  # padding NaN, output 0
+    wrote_past_end = not (np.all(np.isnan(first[m:])) and np.all(second[m:] == huge))
+    same = (second[:m] == third[:m]) | (np.isnan(second[:m]) & np.isnan(third[:m]))
+    return first[:m], third[:m], wrote_past_end or not np.all(same)
 
 
 def _check_model_output(py_func, address, t0, y0, p):
@@ -467,13 +482,8 @@ def _check_model_output(py_func, address, t0, y0, p):
     to give Numba's precise error; a correct model costs no extra compilation.
     """
     n = y0.shape[0]
-    huge = 1.5e300
-    first = _guarded_call(address, t0, y0, p, np.nan, np.nan)  # padding NaN, output NaN
-    second = _guarded_call(address, t0, y0, p, 0.0, huge)  # padding huge, output 0
-    third = _guarded_call(address, t0, y0, p, 0.0, np.nan)  # padding NaN, output 0
-    wrote_past_end = not (np.all(np.isnan(first[n:])) and np.all(second[n:] == huge))
-    same = (second[:n] == third[:n]) | (np.isnan(second[:n]) & np.isnan(third[:n]))
-    if wrote_past_end or not np.all(same):
+    output, zero_filled, outside = _guarded_probe(address, t0, y0, p, n)
+    if outside:
         checked = _compile(njit, _renamed(py_func, "__checked"), boundscheck=True)
         _call_checked(checked, "fun", py_func, (t0, y0.copy(), p.copy(), np.empty(n)))
         raise ModelError(  # out of bounds beyond what the bounds-checked call exercised
@@ -481,11 +491,10 @@ def _check_model_output(py_func, address, t0, y0, p):
             "depends on memory outside y, p or dydt. Check the indices it uses against the "
             f"sizes it receives (y: {n}, p: {p.shape[0]}, output: ({n},))."
         )
-    output = first[:n]
     if np.all(np.isfinite(output)):
         return
     bad = int(np.argwhere(~np.isfinite(output))[0, 0])
-    if np.isnan(output[bad]) and np.isfinite(third[bad]):
+    if np.isnan(output[bad]) and np.isfinite(zero_filled[bad]):
         raise ModelError(
             f"`fun` ({_name(py_func)}) did not assign out[{bad}]: every entry of its output "
             "array must be written on every call (it is not zeroed beforehand)."
@@ -895,33 +904,17 @@ def _check_observation_output(py_func, address, t0, y0, p, m):
     """The model check's guarded calls (see :func:`_check_model_output`) for an output of
     ``m`` entries."""
     n, n_p = y0.shape[0], p.shape[0]
-
-    def guarded(output_fill, guard_fill):
-        y_buffer = np.full(n + _GUARD, guard_fill)
-        y_buffer[:n] = y0
-        p_buffer = np.full(n_p + _GUARD, guard_fill)
-        p_buffer[:n_p] = p
-        out_buffer = np.full(m + _GUARD, guard_fill)
-        out_buffer[:m] = output_fill
-        _call_model(address, t0, y_buffer[:n], p_buffer[:n_p], out_buffer[:m])
-        return out_buffer
-
-    first = guarded(np.nan, np.nan)
-    second = guarded(0.0, 1.5e300)
-    third = guarded(0.0, np.nan)
-    wrote_past_end = not (np.all(np.isnan(first[m:])) and np.all(second[m:] == 1.5e300))
-    same = (second[:m] == third[:m]) | (np.isnan(second[:m]) & np.isnan(third[:m]))
-    if wrote_past_end or not np.all(same):
+    output, zero_filled, outside = _guarded_probe(address, t0, y0, p, m)
+    if outside:
         raise ModelError(
             f"`observe` ({_name(py_func)}) wrote or read past the end of an array: its output "
             f"depends on memory outside y, p or out. It receives y ({n},), p ({n_p},) and "
             f"out ({m},), one entry per row of the data."
         )
-    output = first[:m]
     if np.all(np.isfinite(output)):
         return
     bad = int(np.argwhere(~np.isfinite(output))[0, 0])
-    if np.isnan(output[bad]) and np.isfinite(third[bad]):
+    if np.isnan(output[bad]) and np.isfinite(zero_filled[bad]):
         raise ModelError(
             f"`observe` ({_name(py_func)}) did not assign out[{bad}]: every entry of its "
             f"output array ({m} observables, one per row of the data) must be written on "
