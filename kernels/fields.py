@@ -36,7 +36,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .derivatives import CENTRAL_BASE_STEP, COMPLEX_STEP, INVERSE_COMPLEX_STEP
-from .fnptr import call_model
+from .fnptr import call_model, call_vjp
 from .status import TIME_DERIVATIVE_ZERO
 
 __all__ = [
@@ -148,6 +148,108 @@ def _kind(field):
         if isinstance(last, types.Array) and last.ndim == 2:
             return _COMPLEX_DIRECTIONS
     return None
+
+
+#: how :func:`model_vjp` obtains ``J^T u`` and ``f_p^T u``: complex-step Jacobian columns
+VJP_COMPLEX_STEP = 0
+#: ... central-difference columns (models that are not complex-step safe)
+VJP_CENTRAL = 1
+#: ... the problem's own ``vjp`` (one call, whatever the number of parameters)
+VJP_USER = 2
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def model_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, yr, pr, f_plus,
+              f_minus):
+    """``out_y = J(t, y)^T u`` and ``out_p[c] = (df/dp_{param_idx[c]})^T u``.
+
+    ``yc, pc, fc`` (complex, sizes n, n_p, n) and ``yr, pr, f_plus, f_minus`` (real) are
+    work arrays. The complex step perturbs one variable per evaluation and contracts the
+    resulting Jacobian column with ``u``: exact to rounding, ``n + k`` complex evaluations.
+    A user ``vjp`` is one call, its parameter part (every parameter) written to ``pr``.
+    """
+    if mode == VJP_USER:
+        parameter_vjp(addresses, mode, t, y, p, u, param_idx, out_p, yc, pc, fc, pr, f_plus,
+                      f_minus, out_y)
+    else:
+        n = y.shape[0]
+        if mode == VJP_COMPLEX_STEP:
+            for i in range(n):
+                yc[i] = y[i]
+            for i in range(p.shape[0]):
+                pc[i] = p[i]
+            for j in range(n):
+                yc[j] = complex(y[j], COMPLEX_STEP)
+                call_model(addresses[A_RHS_COMPLEX], t, yc, pc, fc)
+                yc[j] = y[j]
+                acc = 0.0
+                for i in range(n):
+                    acc += u[i] * fc[i].imag
+                out_y[j] = acc * INVERSE_COMPLEX_STEP
+        else:
+            floor = 0.0
+            for i in range(n):
+                floor = max(floor, abs(y[i]))
+                yr[i] = y[i]
+            floor *= 1e-3
+            for j in range(n):
+                scale = max(abs(y[j]), floor)
+                step = CENTRAL_BASE_STEP * (scale if scale > 0.0 else 1.0)
+                yr[j] = y[j] + step
+                call_model(addresses[A_RHS], t, yr, p, f_plus)
+                yr[j] = y[j] - step
+                call_model(addresses[A_RHS], t, yr, p, f_minus)
+                yr[j] = y[j]
+                acc = 0.0
+                for i in range(n):
+                    acc += u[i] * (f_plus[i] - f_minus[i])
+                out_y[j] = acc / (2.0 * step)
+        parameter_vjp(addresses, mode, t, y, p, u, param_idx, out_p, yc, pc, fc, pr, f_plus,
+                      f_minus, out_y)
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def parameter_vjp(addresses, mode, t, y, p, u, param_idx, out_p, yc, pc, fc, pr, f_plus,
+                  f_minus, out_y):
+    """``out_p[c] = (df/dp_{param_idx[c]})^T u`` alone: ``k`` complex evaluations (or
+    central-difference pairs); a user ``vjp`` is one call, which also writes ``J^T u`` to
+    ``out_y``."""
+    n = y.shape[0]
+    n_params = p.shape[0]
+    k = param_idx.shape[0]
+    if mode == VJP_USER:
+        call_vjp(addresses[A_VJP], t, y, p, u, out_y, pr)
+        for c in range(k):
+            out_p[c] = pr[param_idx[c]]
+    elif mode == VJP_COMPLEX_STEP:
+        for i in range(n):
+            yc[i] = y[i]
+        for i in range(n_params):
+            pc[i] = p[i]
+        for c in range(k):
+            q = param_idx[c]
+            pc[q] = complex(p[q], COMPLEX_STEP)
+            call_model(addresses[A_RHS_COMPLEX], t, yc, pc, fc)
+            pc[q] = p[q]
+            acc = 0.0
+            for i in range(n):
+                acc += u[i] * fc[i].imag
+            out_p[c] = acc * INVERSE_COMPLEX_STEP
+    else:
+        for i in range(n_params):
+            pr[i] = p[i]
+        for c in range(k):
+            q = param_idx[c]
+            step = CENTRAL_BASE_STEP * (abs(p[q]) if p[q] != 0.0 else 1.0)
+            pr[q] = p[q] + step
+            call_model(addresses[A_RHS], t, y, pr, f_plus)
+            pr[q] = p[q] - step
+            call_model(addresses[A_RHS], t, y, pr, f_minus)
+            pr[q] = p[q]
+            acc = 0.0
+            for i in range(n):
+                acc += u[i] * (f_plus[i] - f_minus[i])
+            out_p[c] = acc / (2.0 * step)
 
 
 # -- the stubs the steppers call; their implementations are chosen by field type ----------
@@ -460,3 +562,220 @@ def _field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
             return evaluations
         return impl
     return None
+
+
+# -- the adjoint fields (kernels/adjoint.py, paramest/adjoint.py) --------------------------
+
+# Layout of an adjoint field's ``info`` record.
+AI_N = 0  # states of the model
+AI_VJP_MODE = 1  # VJP_* (how J^T lambda is obtained)
+AI_SIZE = 2
+
+_NO_PARAMS = np.empty(0, dtype=np.int64)
+
+
+def adjoint_info(n, vjp_mode):
+    """The int64 ``info`` record of :func:`adjoint_field` / :func:`backsolve_field`."""
+    info = np.empty(AI_SIZE, dtype=np.int64)
+    info[AI_N] = n
+    info[AI_VJP_MODE] = vjp_mode
+    return info
+
+
+def adjoint_field(addresses, info, step_t, step_h, step_y, step_k, dense):
+    """``Y = lambda``, ``Y' = -J(t, y(t))^T lambda``: the continuous adjoint, integrated
+    backwards, with ``y(t)`` interpolated from a forward solve's dense store (``step_t,
+    step_h, step_y, step_k``: its accepted steps; ``dense[i, q]``: the coefficient of
+    ``theta**(q+1)`` in the weight of stored slope ``i``, so that ``y(t_d + theta h_d) =
+    y_d + h_d sum_i w_i(theta) step_k[d, i]`` for explicit and Rosenbrock methods alike).
+    A Rosenbrock stepper gets its Jacobian ``-J^T`` from :func:`field_jacobian`."""
+    return (addresses, info, step_t, step_h, step_y, step_k,
+            np.ascontiguousarray(dense, dtype=np.float64))
+
+
+def backsolve_field(addresses, info):
+    """``Y = [y, lambda]``, ``Y' = [f(t, y), -J(t, y)^T lambda]``: the state re-solved
+    backwards together with its adjoint (explicit steppers only)."""
+    return (addresses, info)
+
+
+def _adjoint_kind(field):
+    if not isinstance(field, types.BaseTuple):
+        return None
+    if len(field.types) == 2:
+        return _BACKSOLVE
+    if len(field.types) == 7:
+        return _ADJOINT
+    return None
+
+
+_BACKSOLVE = 4
+_ADJOINT = 5
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _outlined_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, yr, pr,
+                  f_plus, f_minus):
+    """:func:`model_vjp` as a call: inlined into a stepper through the field overloads,
+    its branches trip Numba's IR inliner (variables of one branch "not in scope"); the
+    call costs about 70 ns against a product of n complex evaluations."""
+    model_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, yr, pr,
+              f_plus, f_minus)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def interpolate_store(step_t, step_h, step_y, step_k, dense, t, out):
+    """``out = y(t)`` from a dense store (see :func:`adjoint_field`); a time outside the
+    stored steps uses the nearest step's polynomial. A call, not inlined: inlined through
+    the field overloads, its search loop trips Numba's IR inliner as :func:`_outlined_vjp`
+    would."""
+    n_steps = step_t.shape[0]
+    direction = 1.0 if step_h[0] > 0.0 else -1.0
+    lo = 0
+    hi = n_steps - 1
+    while lo < hi:  # the last step starting at or before t
+        mid = (lo + hi + 1) // 2
+        if direction * (step_t[mid] - t) <= 0.0:
+            lo = mid
+        else:
+            hi = mid - 1
+    h = step_h[lo]
+    theta = (t - step_t[lo]) / h
+    n = out.shape[0]
+    for m in range(n):
+        out[m] = step_y[lo, m]
+    for i in range(dense.shape[0]):
+        w = 0.0
+        for q in range(dense.shape[1] - 1, -1, -1):
+            w = (w + dense[i, q]) * theta
+        w *= h
+        if w != 0.0:
+            for m in range(n):
+                out[m] += w * step_k[lo, i, m]
+
+
+def field_jacobian(field, ws, t, Y, p, jac_t):
+    """Rosenbrock steps: fill ``jac_t[j, i] = dY'_i/dY_j`` when the field provides its own
+    Jacobian (the adjoint field) and return True; False leaves it to the stepper."""
+
+
+@overload(field_jacobian, inline="always")
+def _field_jacobian(field, ws, t, Y, p, jac_t):
+    if _kind(field) is not None or _adjoint_kind(field) == _BACKSOLVE:
+        return lambda field, ws, t, Y, p, jac_t: False
+    if _adjoint_kind(field) == _ADJOINT:
+        def impl(field, ws, t, Y, p, jac_t):
+            # d(-J^T lambda)_i / d lambda_j = -J[j, i]: jac_t is -J itself, column by column
+            addresses, info, step_t, step_h, step_y, step_k, dense = field
+            n = info[AI_N]
+            yc, pc, fc = ws[0], ws[1], ws[2]
+            point = ws[7]
+            interpolate_store(step_t, step_h, step_y, step_k, dense, t, point)
+            if info[AI_VJP_MODE] == VJP_CENTRAL:
+                f_plus, f_minus = ws[5], ws[6]
+                floor = 0.0
+                for m in range(n):
+                    floor = max(floor, abs(point[m]))
+                floor *= 1e-3
+                for col in range(n):
+                    scale = max(abs(point[col]), floor)
+                    step = CENTRAL_BASE_STEP * (scale if scale > 0.0 else 1.0)
+                    keep = point[col]
+                    point[col] = keep + step
+                    call_model(addresses[A_RHS], t, point, p, f_plus)
+                    point[col] = keep - step
+                    call_model(addresses[A_RHS], t, point, p, f_minus)
+                    point[col] = keep
+                    for m in range(n):
+                        jac_t[m, col] = -(f_plus[m] - f_minus[m]) / (2.0 * step)
+            else:
+                for m in range(n):
+                    yc[m] = point[m]
+                for q in range(p.shape[0]):
+                    pc[q] = p[q]
+                for col in range(n):
+                    yc[col] = complex(point[col], COMPLEX_STEP)
+                    call_model(addresses[A_RHS_COMPLEX], t, yc, pc, fc)
+                    yc[col] = point[col]
+                    for m in range(n):
+                        jac_t[m, col] = -fc[m].imag * INVERSE_COMPLEX_STEP
+            return True
+        return impl
+    return None
+
+
+@overload(field_workspace, inline="always")
+def _adjoint_field_workspace(field, Y, p):
+    if _adjoint_kind(field) is None:
+        return None
+
+    def impl(field, Y, p):
+        n = field[1][AI_N]
+        n_p = p.shape[0]
+        # yc, pc, fc (complex products), yr, pr, f_plus, f_minus (real ones), the
+        # interpolated state, the (empty) parameter columns, their output, two right-hand
+        # sides for differences in t
+        return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
+                np.empty(n, dtype=np.complex128), np.empty(n), np.empty(n_p), np.empty(n),
+                np.empty(n), np.empty(n), np.empty(0, dtype=np.int64), np.empty(1),
+                np.empty(Y.shape[0]), np.empty(Y.shape[0]))
+    return impl
+
+
+@overload(field_sizes, inline="always")
+def _adjoint_field_sizes(field, Y):
+    if _adjoint_kind(field) is None:
+        return None
+    return lambda field, Y: (Y.shape[0], Y.shape[0])
+
+
+@overload(field_rhs, inline="always")
+def _adjoint_field_rhs(field, ws, t, Y, p, out):
+    kind = _adjoint_kind(field)
+    if kind == _ADJOINT:
+        def impl(field, ws, t, Y, p, out):
+            addresses, info, step_t, step_h, step_y, step_k, dense = field
+            n = info[AI_N]
+            point = ws[7]
+            interpolate_store(step_t, step_h, step_y, step_k, dense, t, point)
+            _outlined_vjp(addresses, info[AI_VJP_MODE], t, point, p, Y, ws[8], out, ws[9],
+                          ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6])
+            for m in range(n):
+                out[m] = -out[m]
+        return impl
+    if kind == _BACKSOLVE:
+        def impl(field, ws, t, Y, p, out):
+            addresses, info = field
+            n = info[AI_N]
+            call_model(addresses[A_RHS], t, Y[:n], p, out[:n])
+            _outlined_vjp(addresses, info[AI_VJP_MODE], t, Y[:n], p, Y[n:], ws[8], out[n:],
+                          ws[9], ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6])
+            for m in range(n, 2 * n):
+                out[m] = -out[m]
+        return impl
+    return None
+
+
+@overload(field_stage_coupling, inline="always")
+def _adjoint_field_stage_coupling(field, ws, t, Y, p, atol, U, stage, n_stages):
+    if _adjoint_kind(field) is None:
+        return None
+    return lambda field, ws, t, Y, p, atol, U, stage, n_stages: 0
+
+
+@overload(field_time_derivative, inline="always")
+def _adjoint_field_time_derivative(field, ws, t, Y, p, f_t, time_mode):
+    if _adjoint_kind(field) is None:
+        return None
+
+    def impl(field, ws, t, Y, p, f_t, time_mode):
+        # the adjoint field depends on t through y(t) even for an autonomous model: central
+        # differences of the field in t at fixed lambda
+        step = CENTRAL_BASE_STEP * max(1.0, abs(t))
+        plus, minus = ws[10], ws[11]
+        field_rhs(field, ws, t + step, Y, p, plus)
+        field_rhs(field, ws, t - step, Y, p, minus)
+        for m in range(Y.shape[0]):
+            f_t[m] = (plus[m] - minus[m]) / (2.0 * step)
+        return 2
+    return impl

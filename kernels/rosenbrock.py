@@ -53,6 +53,7 @@ from .fields import (
     A_RHS,
     A_RHS_COMPLEX,
     A_RHS_COMPLEX_TIME,
+    field_jacobian,
     field_rhs,
     field_sizes,
     field_stage_coupling,
@@ -131,6 +132,46 @@ def pack_rosenbrock_tableau(tableau):
     tab.setflags(write=False)
     info.setflags(write=False)
     return tab, info
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def model_jacobian(addresses, jac_mode, t, y, p, atol, jac_t, jac_user, complex_y, complex_p,
+                   complex_out, point, f_plus, f_minus):
+    """``jac_t[j, i] = df_i/dy_j`` at ``(t, y[:n])`` (``n = jac_t.shape[0]``): by the
+    complex step (one complex evaluation per column), the user's ``jac``, or central
+    differences (``atol`` is the scale below which a component's value no longer matters).
+    ``point`` must hold ``y[:n]``. Returns the number of real model evaluations."""
+    n = jac_t.shape[0]
+    evaluations = 0
+    if jac_mode == st.JAC_COMPLEX_STEP:
+        for i in range(n):
+            complex_y[i] = y[i]
+        for i in range(p.shape[0]):
+            complex_p[i] = p[i]
+        for col in range(n):
+            complex_y[col] = y[col] + 1j * COMPLEX_STEP
+            call_model(addresses[A_RHS_COMPLEX], t, complex_y, complex_p, complex_out)
+            complex_y[col] = y[col]
+            for i in range(n):
+                jac_t[col, i] = complex_out[i].imag / COMPLEX_STEP
+    elif jac_mode == st.JAC_USER:
+        call_model(addresses[A_JAC], t, point, p, jac_user)
+        for i in range(n):
+            for j in range(n):
+                jac_t[j, i] = jac_user[i, j]
+    else:
+        floor = state_scale_floor(point)
+        for col in range(n):
+            step = central_step(y[col], max(floor, atol[col]))
+            point[col] = y[col] + step
+            call_model(addresses[A_RHS], t, point, p, f_plus)
+            point[col] = y[col] - step
+            call_model(addresses[A_RHS], t, point, p, f_minus)
+            point[col] = y[col]
+            for i in range(n):
+                jac_t[col, i] = (f_plus[i] - f_minus[i]) / (2.0 * step)
+        evaluations = 2 * n
+    return evaluations
 
 
 #: Below this size the LU is done in the kernel: LAPACK's call and blocking overhead is
@@ -276,36 +317,11 @@ def integrate_rosenbrock(
         if not jac_valid:
             for j in range(n):
                 point[j] = y[j]
-            # df/dy, one column per evaluation
-            if jac_mode == st.JAC_COMPLEX_STEP:
-                for i in range(n):
-                    complex_y[i] = y[i]
-                for i in range(n_p):
-                    complex_p[i] = p[i]
-                for col in range(n):
-                    complex_y[col] = y[col] + 1j * COMPLEX_STEP
-                    call_model(addresses[A_RHS_COMPLEX], t, complex_y, complex_p, complex_out)
-                    complex_y[col] = y[col]
-                    for i in range(n):
-                        jac_t[col, i] = complex_out[i].imag / COMPLEX_STEP
-            elif jac_mode == st.JAC_USER:
-                call_model(addresses[A_JAC], t, point, p, jac_user)
-                for i in range(n):
-                    for j in range(n):
-                        jac_t[j, i] = jac_user[i, j]
-            else:
-                floor = state_scale_floor(point)
-                for col in range(n):
-                    # atol is the scale below which a component's value no longer matters
-                    step = central_step(y[col], max(floor, atol[col]))
-                    point[col] = y[col] + step
-                    call_model(addresses[A_RHS], t, point, p, f_plus)
-                    point[col] = y[col] - step
-                    call_model(addresses[A_RHS], t, point, p, f_minus)
-                    point[col] = y[col]
-                    for i in range(n):
-                        jac_t[col, i] = (f_plus[i] - f_minus[i]) / (2.0 * step)
-                nfev += 2 * n
+            # df/dy, one column per evaluation (unless the field has its own)
+            if not field_jacobian(field, ws, t, y, p, jac_t):
+                nfev += model_jacobian(addresses, jac_mode, t, y, p, atol, jac_t, jac_user,
+                                       complex_y, complex_p, complex_out, point, f_plus,
+                                       f_minus)
             # df/dt (left at zero for autonomous models)
             if time_mode == st.TIME_DERIVATIVE_COMPLEX_STEP:
                 for i in range(n):

@@ -14,6 +14,8 @@ from paramest.objective import Objective
 from paramest.problems import ODEProblem
 from paramest.result import FitResult
 from paramest.sensitivity import (
+    Adjoint,
+    BacksolveAdjoint,
     ComplexStep,
     DiscreteAdjoint,
     FiniteDifferences,
@@ -26,6 +28,8 @@ from paramest.solution import DenseOutput, Solution
 from paramest.solve import METHODS, solve
 
 __all__ = [
+    "Adjoint",
+    "BacksolveAdjoint",
     "ComplexStep",
     "ComplexStepWarning",
     "Data",

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba.core import event as numba_event
 
-from paramest.kernels import derivatives, explicit, rosenbrock
+from paramest.kernels import adjoint, derivatives, explicit, rosenbrock
 from paramest.kernels.fields import model_addresses, plain_field
 
 __all__ = ["KernelTime", "precompile"]
@@ -53,6 +53,10 @@ def _field_kind(args):
     if len(members) == 3:
         return (" with forward sensitivities" if members[2].ndim == 1
                 else " for complex-step sensitivities")
+    if len(members) == 2:
+        return " for BacksolveAdjoint"
+    if len(members) == 7:
+        return " for the continuous adjoint"
     return ""
 
 
@@ -87,13 +91,32 @@ for _helper in (
         _helper, lambda args: "the model-check helpers (derivatives of the model)",
         "a few seconds", "model check", False,
     )
+_register(
+    adjoint.discrete_adjoint_explicit,
+    lambda args: "the discrete adjoint of the explicit methods (reverse pass)",
+    "5-15 s", "adjoint:discrete-explicit", True,
+)
+_register(
+    adjoint.discrete_adjoint_rosenbrock,
+    lambda args: "the discrete adjoint of the Rosenbrock methods (reverse pass)",
+    "5-15 s", "adjoint:discrete-rosenbrock", True,
+)
+for _sweep, _family in ((adjoint.backward_sweep_explicit, "explicit"),
+                        (adjoint.backward_sweep_rosenbrock, "Rosenbrock")):
+    _register(
+        _sweep,
+        lambda args, family=_family: (
+            f"the backward pass of the {family} methods{_field_kind(args)}"
+        ),
+        "20-60 s", f"adjoint:sweep-{_family}:{{field}}", True,
+    )
 # under a second each, no notice: the df/dt helpers (compiled on the first stiff solve of a
 # model that reads t, just before the Rosenbrock integrator, whose notice follows) and the
 # dense-output evaluator
 for _helper in (derivatives.time_derivative_complex_step, derivatives.time_derivative_central,
                 explicit.evaluate_dense):
     _register(_helper, None, "", "", False)
-del _helper
+del _helper, _sweep, _family
 
 
 class _Notices(numba_event.Listener):
@@ -177,7 +200,8 @@ class KernelTime(NamedTuple):
 _KINDS = ("explicit", "stiff")
 
 
-def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, verbose=True):
+def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, adjoints=False,
+               verbose=True):
     """Compile paramest's kernels now (or load them from Numba's disk cache).
 
     The integrators are compiled the first time they are used on a machine, which takes
@@ -197,6 +221,10 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, verbose=Tr
     sensitivities : bool, default False
         Also compile the integrators of ``kinds`` for forward sensitivities
         (``sensitivity=Forward()``).
+    adjoints : bool, default False
+        Also compile the adjoints for ``kinds``: the discrete adjoint's reverse passes
+        (``DiscreteAdjoint()``), the continuous adjoint's backward passes (``Adjoint()``)
+        and, for the explicit methods, ``BacksolveAdjoint()``'s.
     verbose : bool, default True
         Print the usual one-line notice for each kernel that is really compiled. With False
         nothing is printed.
@@ -207,7 +235,10 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, verbose=Tr
         Kernel name -> :class:`KernelTime` ``(seconds, from_cache)``, in the order done:
         ``"model check"`` (always), ``"explicit float64"``, ``"dense output"``,
         ``"explicit complex128"``, ``"rosenbrock float64"``, then with ``sensitivities``
-        ``"explicit forward"``, ``"explicit complex directions"``, ``"rosenbrock forward"``.
+        ``"explicit forward"``, ``"explicit complex directions"``, ``"rosenbrock forward"``,
+        then with ``adjoints`` ``"explicit discrete adjoint"``, ``"explicit adjoint"``,
+        ``"explicit backsolve"``, ``"rosenbrock discrete adjoint"``, ``"rosenbrock
+        adjoint"``.
 
     Raises
     ------
@@ -267,6 +298,22 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, verbose=Tr
             steps.append(("rosenbrock forward", lambda: solve(
                 problem, "Rodas5P", t_eval=t_eval, sensitivity=Forward()
             )))
+
+    if adjoints:
+        from paramest.sensitivity import Adjoint, BacksolveAdjoint, DiscreteAdjoint, vjp
+
+        cotangent = np.ones((2, t_eval.size))
+        chosen = [("explicit", "Tsit5")] if "explicit" in kinds else []
+        chosen += [("rosenbrock", "Rodas5P")] if "stiff" in kinds else []
+        for family, method in chosen:
+            for name, sensitivity in (("discrete adjoint", DiscreteAdjoint()),
+                                      ("adjoint", Adjoint()),
+                                      ("backsolve", BacksolveAdjoint())):
+                if name == "backsolve" and family == "rosenbrock":
+                    continue
+                steps.append((f"{family} {name}", lambda m=method, s=sensitivity: vjp(
+                    problem, t_eval, cotangent, sensitivity=s, method=m
+                )))
 
     times = {}
     enabled = _NOTICES.enabled

@@ -194,8 +194,10 @@ class DiscreteAdjoint(SensitivityMethod):
     result is the derivative of the numbers the solver returns, the same as
     :class:`ComplexStep` gives, to rounding.
 
-    When to use it: gradients with respect to many parameters. Its cost is one solve plus,
-    per stage, one vector-Jacobian product of the model: one call of the problem's own
+    When to use it: gradients with respect to many parameters, also on stiff problems
+    (with a Rosenbrock method: on Robertson with 6 columns it costs 0.4 times Forward). Its
+    cost is one solve plus, per stage, one vector-Jacobian product of the model (three for a
+    Rosenbrock stage): one call of the problem's own
     ``vjp`` when it has one (``ODEProblem(..., vjp=...)``; the cost then hardly grows with
     the number of parameters), else ``n + k`` complex evaluations from complex-step Jacobian
     columns, so that on small models with few parameters :class:`Forward` (``k`` complex
@@ -208,9 +210,16 @@ class DiscreteAdjoint(SensitivityMethod):
     bounds the memory by ``m`` steps plus a snapshot (``(s + 1) n + 20`` numbers) per
     segment, for about one extra forward solve; the gradient is the same to rounding.
 
-    Methods: the explicit Runge–Kutta methods (and ``"auto"`` on a problem where it does not
-    switch); Rosenbrock methods are refused, naming :class:`Forward`. Models that are not
-    complex-step safe get central-difference Jacobian columns (about 1e-8 relative error).
+    Methods: every method. For the explicit Runge–Kutta methods the result equals
+    :class:`ComplexStep` to rounding. For the Rosenbrock methods the reverse pass is the
+    transpose of the method's discrete tangent-linear model (the one ``Forward`` integrates):
+    per stage a transposed solve with the step's iteration matrix ``I/(h gamma) - J``
+    (recomputed and factorised once per step), the stage's vector-Jacobian product, and the
+    second-derivative term that the dependence of ``J`` on ``(y, p)`` brings, from central
+    differences of two products (about 1e-10 relative error); it equals
+    ``Forward(error_control=False)`` to about 1e-12. ``method="auto"`` is followed through
+    its switches (without checkpoints). Models that are not complex-step safe get
+    central-difference Jacobian columns (about 1e-8 relative error).
 
     Parameters
     ----------
@@ -231,7 +240,7 @@ class DiscreteAdjoint(SensitivityMethod):
     -1.21306132
     """
 
-    stiff = False
+    stiff = True
     _fields = ("checkpoints",)
 
     def __init__(self, checkpoints=None):
@@ -245,6 +254,139 @@ class DiscreteAdjoint(SensitivityMethod):
                 raise ValueError(f"`checkpoints` must be at least 1, got {checkpoints}")
             checkpoints = int(checkpoints)
         self.checkpoints = checkpoints
+
+
+#: The sensitivity methods that give gradients by a reverse pass (no sensitivity matrix):
+#: fit and Objective use them for gradients only, forward sensitivities for Jacobians.
+
+def _adjoint_tolerance(value, name):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be None or a positive number, got "
+                        f"{type(value).__name__}")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _checkpoint_count(checkpoints):
+    if checkpoints is None:
+        return None
+    if isinstance(checkpoints, bool) or not isinstance(checkpoints, numbers.Integral):
+        raise TypeError(
+            "`checkpoints` must be None or a whole number of steps, got "
+            f"{type(checkpoints).__name__}"
+        )
+    if checkpoints < 1:
+        raise ValueError(f"`checkpoints` must be at least 1, got {checkpoints}")
+    return int(checkpoints)
+
+
+class Adjoint(SensitivityMethod):
+    """The continuous adjoint: ``lambda' = -J^T lambda`` integrated backwards from the end,
+    the forward solution interpolated from its dense output, the parameter gradient
+    ``int f_p^T lambda dt`` accumulated by quadrature on the way.
+
+    For :func:`vjp` (gradients of ``sum(cotangent * y(t_eval))``). The backward pass
+    integrates the ``n`` adjoint states with the forward solve's method family (an explicit
+    method: the same tableau; a Rosenbrock method: the same Rosenbrock method, whose
+    Jacobian ``-J^T`` comes from the model's complex-step Jacobian at the interpolated
+    state), stopping at each output time, where ``lambda`` jumps by that output's cotangent.
+    The gradient is accumulated step by step with a 4-point Gauss–Legendre rule, so the
+    adjoint solution is never stored (a chunk of 256 backward steps at a time). With
+    ``method="auto"`` each stretch of the forward solve is integrated back with the method
+    that took it.
+
+    When to use it: gradients with respect to many parameters on stiff problems (with a
+    Rosenbrock method), or when the forward and backward tolerances should be set apart.
+    Unlike :class:`DiscreteAdjoint` the result is the derivative of the exact solution up to
+    the tolerances of both passes, not of the computed numbers: it agrees with
+    :class:`Forward` to about the tolerance, not to rounding, which matters inside an
+    optimiser that expects exact gradients of what it evaluates.
+
+    Cost: one forward solve that keeps its dense output, plus a backward solve whose steps
+    cost one vector–Jacobian product per stage (``n`` complex evaluations, or one call of
+    the problem's ``vjp``) and four parameter products (``k`` complex evaluations each) per
+    step for the quadrature. Memory: the forward dense output, ``(s + 1) n`` numbers per
+    step; with ``checkpoints=m`` only ``m`` forward steps at a time (the segments are
+    replayed from exact snapshots, as CVODES does), about one extra forward solve.
+
+    Stability: the backward integration of ``lambda`` is as stable as the forward problem
+    (its Jacobian is ``-J^T``); use a Rosenbrock method for stiff problems.
+
+    Parameters
+    ----------
+    checkpoints : int, optional
+        Forward steps held at a time; None keeps all of them.
+    rtol, atol : float, optional
+        Tolerances of the backward pass; default those of the forward solve.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> g = pe.vjp(problem, [1.0], np.ones((1, 1)), sensitivity=pe.Adjoint(),
+    ...            method="Tsit5", rtol=1e-10, atol=1e-12)
+    >>> round(float(g[0]), 8)   # d y(1) / dp = -t y0 exp(-p t)
+    -1.21306132
+    """
+
+    stiff = True
+    _fields = ("checkpoints", "rtol", "atol")
+
+    def __init__(self, checkpoints=None, rtol=None, atol=None):
+        self.checkpoints = _checkpoint_count(checkpoints)
+        self.rtol = _adjoint_tolerance(rtol, "rtol")
+        self.atol = _adjoint_tolerance(atol, "atol")
+
+
+class BacksolveAdjoint(SensitivityMethod):
+    """The continuous adjoint with the state re-solved backwards alongside it: ``[y,
+    lambda]`` integrated from the end, ``y`` starting from the forward solve's final state.
+
+    For :func:`vjp`. Memory: nothing but the final state and the outputs (O(1) in the
+    number of steps); cost: one forward solve and a backward solve of ``2n`` states (one
+    model evaluation and one vector–Jacobian product per stage).
+
+    **Unstable on stiff and on chaotic problems**: integrating a stiff model backwards in
+    time turns its fast decaying modes into fast growing ones, so the re-solved state leaves
+    the forward trajectory (or overflows) and the gradient is wrong; a chaotic model
+    amplifies the tiny difference between the two trajectories the same way. Use it only
+    for non-stiff, well-conditioned problems where memory matters, and prefer
+    :class:`Adjoint` with checkpoints otherwise. Explicit methods only.
+
+    Parameters
+    ----------
+    rtol, atol : float, optional
+        Tolerances of the backward pass; default those of the forward solve.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import paramest as pe
+    >>> def decay(t, y, p, dydt):
+    ...     dydt[0] = -p[0] * y[0]
+    >>> problem = pe.ODEProblem(decay, [2.0], (0.0, 1.0), [0.5])
+    >>> g = pe.vjp(problem, [1.0], np.ones((1, 1)), sensitivity=pe.BacksolveAdjoint(),
+    ...            method="Tsit5", rtol=1e-10, atol=1e-12)
+    >>> round(float(g[0]), 7)
+    -1.2130613
+    """
+
+    stiff = False
+    _fields = ("rtol", "atol")
+
+    def __init__(self, rtol=None, atol=None):
+        self.rtol = _adjoint_tolerance(rtol, "rtol")
+        self.atol = _adjoint_tolerance(atol, "atol")
+
+
+#: the sensitivity methods that give gradients by a reverse pass (not sensitivity matrices)
+ADJOINTS = (DiscreteAdjoint, Adjoint, BacksolveAdjoint)
 
 
 def _indices(selection, names, size, arg, what, labels_arg, default_all):
@@ -332,10 +474,11 @@ def check_method(sensitivity, entry_kind, method_name):
             "`sensitivity` must be None or a sensitivity method (paramest.Forward(), "
             f"paramest.ComplexStep(), paramest.FiniteDifferences()); got {sensitivity!r:.60}"
         )
-    if isinstance(sensitivity, DiscreteAdjoint):
+    if isinstance(sensitivity, ADJOINTS):
+        name = type(sensitivity).__name__
         raise ValueError(
-            "sensitivity=DiscreteAdjoint() gives gradients, not the sensitivity matrix: use "
-            "paramest.vjp(problem, t_eval, cotangent, sensitivity=paramest.DiscreteAdjoint())"
+            f"sensitivity={name}() gives gradients, not the sensitivity matrix: use "
+            f"paramest.vjp(problem, t_eval, cotangent, sensitivity=paramest.{name}())"
             ", or sensitivity=paramest.Forward() in solve"
         )
     if not sensitivity.stiff and entry_kind != "explicit":
@@ -435,14 +578,32 @@ ADJOINT_STATE_FRACTION = 0.5
 #: ... and from this many columns with the problem's own ``vjp`` (one call per stage):
 #: measured crossover k = 2-3.
 ADJOINT_MIN_COLUMNS_USER_VJP = 3
+#: ... and with a Rosenbrock method, whose forward sensitivities pay the second-derivative
+#: coupling (two more products per column and stage): on Robertson (n = 3, Rodas5P, rtol
+#: 1e-8) the discrete adjoint costs 1.9 ms against Forward's 1.8 ms at k = 3 and 4.8 ms
+#: at k = 6 (benchmarks/gradients.py)
+ADJOINT_MIN_COLUMNS_STIFF = 4
 
 
-def _auto_sensitivity(problem, k, entry_kind):
-    if entry_kind == "rosenbrock":
-        return Forward()
+#: In a fit the forward sensitivities are solved without error control on the columns
+#: (fewer steps than vjp's Forward()), which moves the crossover: measured on
+#: Objective.value_and_grad with Tsit5 at rtol 1e-8, Forward over the adjoint's time was
+#: 0.68 (n = 2, k = 4), 0.78 (n = 2, k = 12), 0.99 (n = k = 12), 1.23 (n = k = 20) and
+#: 1.58 (n = k = 30); the adjoint therefore from k >= max(16, n) there.
+ADJOINT_MIN_COLUMNS_FIT = 16
+
+
+def _auto_sensitivity(problem, k, entry_kind, fit=False):
+    """The sensitivity ``"auto"`` takes for ``k`` gradient columns: the discrete adjoint
+    from the crossovers measured above, :class:`Forward` below them. ``fit=True`` compares
+    with Forward without error control on the columns (what a fit's Jacobians use)."""
     n = problem.n_states
     if problem.model.vjp_address:
         adjoint = k >= ADJOINT_MIN_COLUMNS_USER_VJP
+    elif fit:
+        adjoint = k >= max(ADJOINT_MIN_COLUMNS_FIT, n)
+    elif entry_kind == "rosenbrock":
+        adjoint = k >= max(ADJOINT_MIN_COLUMNS_STIFF, ADJOINT_STATE_FRACTION * n)
     else:
         adjoint = k >= max(ADJOINT_MIN_COLUMNS, ADJOINT_STATE_FRACTION * n)
     return DiscreteAdjoint() if adjoint else Forward()
@@ -528,14 +689,13 @@ def vjp(problem, t_eval, cotangent, *, sensitivity="auto", sens_params=None, sen
     if automatic:
         columns = Columns(problem, sens_params, sens_y0)
         sensitivity = _auto_sensitivity(problem, len(columns), _method_entry(method).kind)
-    if isinstance(sensitivity, DiscreteAdjoint):
+    if isinstance(sensitivity, ADJOINTS):
         from paramest.adjoint import SwitchedToStiff, discrete_adjoint_vjp
 
         columns = Columns(problem, sens_params, sens_y0)
         try:
             gradient = discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol,
-                                            atol, p, y0, sensitivity.checkpoints,
-                                            solve_options)
+                                            atol, p, y0, sensitivity, solve_options)
         except SwitchedToStiff:
             if not automatic:
                 raise

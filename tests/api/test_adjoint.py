@@ -1,4 +1,5 @@
-"""DiscreteAdjoint: the reverse pass over the accepted steps of an explicit solve.
+"""The adjoints: DiscreteAdjoint (the reverse pass over the accepted steps, explicit and
+Rosenbrock), Adjoint (the continuous adjoint, checkpointed) and BacksolveAdjoint.
 
 It differentiates the numbers the solver returns with the step sizes held fixed, which is
 what the complex step through the solver (``ComplexStep()``, whose step control reads only
@@ -131,20 +132,28 @@ def test_a_model_that_is_not_complex_step_safe_uses_central_differences(cotangen
     assert _relative(adjoint, forward) < 1e-6
 
 
-def test_refusals(lv, cotangent):
-    with pytest.raises(ValueError, match="Forward"):
-        pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.DiscreteAdjoint(), method="Rodas5P")
+@pytest.mark.parametrize("adjoint", [pe.DiscreteAdjoint, pe.Adjoint, pe.BacksolveAdjoint])
+def test_refusals(lv, cotangent, adjoint):
     with pytest.raises(ValueError, match="vjp"):
-        pe.solve(lv, t_eval=T_EVAL, sensitivity=pe.DiscreteAdjoint())
-    with pytest.raises(ValueError, match="not available in fit"):
-        pe.fit(lv, pe.Data(T_EVAL, np.ones((2, T_EVAL.size))), sensitivity=pe.DiscreteAdjoint())
-    with pytest.raises(ValueError, match="checkpoints"):
-        pe.DiscreteAdjoint(checkpoints=0)
-    with pytest.raises(TypeError, match="checkpoints"):
-        pe.DiscreteAdjoint(checkpoints=2.5)
+        pe.solve(lv, t_eval=T_EVAL, sensitivity=adjoint())
+    if adjoint is not pe.BacksolveAdjoint:
+        with pytest.raises(ValueError, match="checkpoints"):
+            adjoint(checkpoints=0)
+        with pytest.raises(TypeError, match="checkpoints"):
+            adjoint(checkpoints=2.5)
+    if adjoint is not pe.DiscreteAdjoint:
+        with pytest.raises(ValueError, match="rtol"):
+            adjoint(rtol=-1.0)
+        with pytest.raises(TypeError, match="atol"):
+            adjoint(atol="tight")
     stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
-    with pytest.raises(ValueError, match="switched"):
-        pe.vjp(stiff, [1.0, 1e3], np.ones((3, 2)), sensitivity=pe.DiscreteAdjoint())
+    if adjoint is pe.BacksolveAdjoint:
+        with pytest.raises(ValueError, match="explicit method"):
+            pe.vjp(stiff, [1.0], np.ones((3, 1)), sensitivity=adjoint(), method="Rodas5P")
+    else:  # checkpoints follow one method, not the switches of "auto"
+        with pytest.raises(ValueError, match="switched"):
+            pe.vjp(stiff, [1.0, 1e3], np.ones((3, 2)), sensitivity=adjoint(checkpoints=10),
+                   rtol=1e-8, atol=1e-12)
 
 
 def test_a_failed_solve_raises(lv, cotangent):
@@ -321,16 +330,187 @@ def test_auto_takes_the_adjoint_for_many_columns():
     assert _relative(gradient, forward) < 1e-5  # both to the solver's tolerance (1e-6)
 
 
-def test_auto_falls_back_to_forward_where_the_solve_turns_stiff():
+def test_auto_on_a_stiff_problem():
+    """Robertson with 6 columns: the discrete adjoint through the switches of "auto" and
+    with a Rosenbrock method (measured cheaper from k = 4 on); Forward for 3 columns."""
     stiff = pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
     weights = np.ones((3, 2))
-    gradient = pe.vjp(stiff, [1.0, 1e3], weights, sens_y0=[0, 1, 2], rtol=1e-8,
-                      atol=1e-12)  # 6 columns, n = 3: the adjoint would be chosen
-    assert isinstance(gradient.sensitivity, pe.Forward)
-    forward = pe.vjp(stiff, [1.0, 1e3], weights, sens_y0=[0, 1, 2], rtol=1e-8, atol=1e-12,
-                     sensitivity=pe.Forward())
-    np.testing.assert_array_equal(gradient, forward)
-    rosenbrock = pe.vjp(stiff, [1.0, 1e3], weights, method="Rodas5P", sens_y0=[0, 1, 2])
-    assert isinstance(rosenbrock.sensitivity, pe.Forward)
+    options = dict(sens_y0=[0, 1, 2], rtol=1e-8, atol=1e-12)
+    forward = pe.vjp(stiff, [1.0, 1e3], weights, sensitivity=pe.Forward(), **options)
+    for method in ("auto", "Rodas5P"):
+        gradient = pe.vjp(stiff, [1.0, 1e3], weights, method=method, **options)
+        assert isinstance(gradient.sensitivity, pe.DiscreteAdjoint), method
+        assert _relative(gradient, forward) < 1e-6, method
+    few = pe.vjp(stiff, [1.0, 1e3], weights, method="Rodas5P", rtol=1e-8, atol=1e-12)
+    assert isinstance(few.sensitivity, pe.Forward)
     with pytest.raises(ValueError, match="'auto' or a sensitivity method"):
         pe.vjp(stiff, [1.0], np.ones((3, 1)), sensitivity="adjoint")
+
+
+# ----------------------------------------------------------------------------------------
+# Rosenbrock discrete adjoint: the transpose of the tangent-linear step
+
+
+ROSENBROCK = ["Rodas5P", "Rodas4", "Rosenbrock23"]
+
+
+@pytest.fixture(scope="module")
+def robertson_problem():
+    return pe.ODEProblem(robertson, [1.0, 0.0, 0.0], (0.0, 1e3), [0.04, 3e7, 1e4])
+
+
+ROBERTSON_T = np.logspace(-3, 3, 12)
+ROBERTSON_W = np.random.default_rng(11).standard_normal((3, 12))
+
+
+@pytest.mark.parametrize("method", ROSENBROCK)
+def test_rosenbrock_equals_the_discrete_tangent_linear_model(robertson_problem, method):
+    """Forward(error_control=False) takes the same steps and differentiates them with the
+    method's tangent-linear model: the adjoint is its transpose (measured 5e-15 to 6e-13;
+    both carry the ~1e-10 error of their second-derivative differences)."""
+    options = dict(method=method, rtol=1e-8, atol=1e-12, sens_y0=[0, 1])
+    adjoint = pe.vjp(robertson_problem, ROBERTSON_T, ROBERTSON_W,
+                     sensitivity=pe.DiscreteAdjoint(), **options)
+    forward = pe.vjp(robertson_problem, ROBERTSON_T, ROBERTSON_W,
+                     sensitivity=pe.Forward(error_control=False), **options)
+    assert _relative(adjoint, forward) < 1e-9
+    checkpointed = pe.vjp(robertson_problem, ROBERTSON_T, ROBERTSON_W,
+                          sensitivity=pe.DiscreteAdjoint(checkpoints=7), **options)
+    np.testing.assert_allclose(checkpointed, adjoint, rtol=1e-13)
+
+
+def forced(t, y, p, dydt):
+    # non-autonomous and stiff-ish: exercises the f_t term of the Rosenbrock transpose
+    dydt[0] = -p[0] * y[0] + p[1] * np.sin(3.0 * t) * y[1]
+    dydt[1] = -p[2] * y[1] * y[1] + np.cos(t)
+
+
+@pytest.mark.parametrize("method", ROSENBROCK)
+def test_rosenbrock_fixed_steps_against_differences_of_the_solve(method):
+    """Fixed steps: the discrete solution is a smooth function of (p, y0), so central
+    differences of whole solves check the adjoint, time derivative term included."""
+    problem = pe.ODEProblem(forced, [1.0, 0.5], (0.0, 2.0), [50.0, 2.0, 1.5])
+    times = np.linspace(0.1, 2.0, 9)
+    weights = np.random.default_rng(5).standard_normal((2, times.size))
+    options = dict(method=method, dt=0.02, sens_y0=[0, 1])
+    adjoint = pe.vjp(problem, times, weights, sensitivity=pe.DiscreteAdjoint(), **options)
+    differences = pe.vjp(problem, times, weights, sensitivity=pe.FiniteDifferences(),
+                         **options)
+    assert _relative(adjoint, differences) < 1e-6
+
+
+# ----------------------------------------------------------------------------------------
+# the continuous adjoints
+
+
+CONTINUOUS = [pe.Adjoint(), pe.Adjoint(checkpoints=20), pe.BacksolveAdjoint()]
+
+
+@pytest.mark.parametrize("method", ["Tsit5", "DP5", "Vern7"])
+@pytest.mark.parametrize("sensitivity", CONTINUOUS, ids=repr)
+def test_continuous_adjoints_agree_with_forward(lv, cotangent, method, sensitivity):
+    """The derivative of the exact solution to the tolerances of both passes (measured
+    3e-10 to 8e-10 at rtol 1e-10), parameters and initial states."""
+    options = dict(method=method, rtol=1e-10, atol=1e-12, sens_y0=["prey", "predator"])
+    adjoint = pe.vjp(lv, T_EVAL, cotangent, sensitivity=sensitivity, **options)
+    forward = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Forward(), **options)
+    assert _relative(adjoint, forward) < 1e-7
+    assert adjoint.sensitivity is sensitivity
+
+
+@pytest.mark.parametrize("sensitivity", CONTINUOUS, ids=repr)
+def test_continuous_adjoints_on_the_linear_chain(sensitivity):
+    """20 states, 20 rates, 20 initial states against matrix exponentials."""
+    problem = pe.ODEProblem(LINEAR20.fun, LINEAR20.y0, LINEAR20.t_span, LINEAR20.p)
+    _, S_p, S_y0 = LINEAR20.exact()
+    weights = np.random.default_rng(3).standard_normal((20, LINEAR20.t_eval.size))
+    exact = np.concatenate([np.einsum("it,ikt->k", weights, S_p),
+                            np.einsum("it,ikt->k", weights, S_y0)])
+    adjoint = pe.vjp(problem, LINEAR20.t_eval, weights, method="Tsit5", rtol=1e-10,
+                     atol=1e-12, sensitivity=sensitivity, sens_y0=list(range(20)))
+    assert _relative(adjoint, exact) < 1e-7
+
+
+@pytest.mark.parametrize("method", ["Rodas5P", "Rodas4", "auto"])
+def test_continuous_adjoint_on_a_stiff_problem(robertson_problem, method):
+    """Robertson: lambda integrated back with the Rosenbrock method (its Jacobian -J^T
+    from the model's complex-step Jacobian at the interpolated state); measured 2e-8
+    against Forward at rtol 1e-8."""
+    options = dict(method=method, rtol=1e-8, atol=1e-12, sens_y0=[0, 1])
+    forward = pe.vjp(robertson_problem, ROBERTSON_T, ROBERTSON_W, sensitivity=pe.Forward(),
+                     **options)
+    for sensitivity in (pe.Adjoint(), pe.Adjoint(checkpoints=10)):
+        if method == "auto" and sensitivity.checkpoints:
+            continue
+        adjoint = pe.vjp(robertson_problem, ROBERTSON_T, ROBERTSON_W,
+                         sensitivity=sensitivity, **options)
+        assert _relative(adjoint, forward) < 1e-6, sensitivity
+
+
+def stiff_linear(t, y, p, dydt):
+    # a fast mode (rate p0 = 200) feeding a slow one: fine forwards with Tsit5 (its steps
+    # limited by stability), but re-solved backwards the fast mode grows like exp(200 t)
+    dydt[0] = -p[0] * y[0] + 1.0
+    dydt[1] = p[1] * y[0] - p[2] * y[1]
+
+
+def test_backsolve_fails_on_a_stiff_problem_where_the_checkpointed_adjoint_does_not():
+    problem = pe.ODEProblem(stiff_linear, [1.0, 0.0], (0.0, 5.0), [200.0, 3.0, 0.5])
+    times = np.linspace(0.5, 5.0, 10)
+    weights = np.ones((2, times.size))
+    options = dict(method="Tsit5", rtol=1e-8, atol=1e-10, max_steps=200_000)
+    forward = pe.vjp(problem, times, weights, sensitivity=pe.Forward(), **options)
+    checkpointed = pe.vjp(problem, times, weights, sensitivity=pe.Adjoint(checkpoints=50),
+                          **options)
+    assert _relative(checkpointed, forward) < 1e-6
+    try:
+        backsolve = pe.vjp(problem, times, weights, sensitivity=pe.BacksolveAdjoint(),
+                           **options)
+    except pe.SolveError as error:
+        assert "unstable backwards" in str(error)
+    else:
+        assert _relative(backsolve, forward) > 1e-2
+
+
+def test_continuous_adjoint_failures_raise(lv, cotangent):
+    with pytest.raises(pe.SolveError, match="failed"):
+        pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Adjoint(), method="Tsit5", max_steps=5)
+    with pytest.raises(pe.SolveError, match="failed"):
+        pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.BacksolveAdjoint(), method="Tsit5",
+               max_steps=5)
+
+
+def test_backward_tolerances_are_the_adjoints_own(lv, cotangent):
+    options = dict(method="Tsit5", rtol=1e-10, atol=1e-12)
+    forward = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Forward(), **options)
+    loose = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Adjoint(rtol=1e-4, atol=1e-6),
+                   **options)
+    tight = pe.vjp(lv, T_EVAL, cotangent, sensitivity=pe.Adjoint(), **options)
+    assert _relative(tight, forward) < _relative(loose, forward)
+    assert _relative(loose, forward) < 1e-2
+
+
+def test_user_vjp_in_the_continuous_adjoint(cotangent):
+    problem = pe.ODEProblem(lotka_volterra, LV_Y0, (0.0, 10.0), LV_P, vjp=lotka_volterra_vjp)
+    options = dict(method="Tsit5", rtol=1e-10, atol=1e-12, sens_y0=[0, 1])
+    forward = pe.vjp(problem, T_EVAL, cotangent, sensitivity=pe.Forward(), **options)
+    for sensitivity in CONTINUOUS:
+        adjoint = pe.vjp(problem, T_EVAL, cotangent, sensitivity=sensitivity, **options)
+        assert _relative(adjoint, forward) < 1e-7
+
+
+def test_continuous_adjoint_memory_is_bounded_by_the_checkpoints():
+    """1e4 and 1e6 fixed RK4 steps: stored, the forward steps alone would take 0.4 MB and
+    40 MB; with a checkpoint every 1000 steps the peak stays near 1000 steps plus a
+    snapshot per segment (and the adjoint's quadrature chunk), and the gradient is right:
+    d y(1) / dp = -exp(-1) at p = 1."""
+    problem = pe.ODEProblem(decay, [1.0], (0.0, 1.0), [1.0])
+    for n_steps in (10_000, 1_000_000):
+        def gradient(n_steps=n_steps):
+            return pe.vjp(problem, [1.0], np.ones((1, 1)), method="RK4", dt=1.0 / n_steps,
+                          max_steps=2 * n_steps, sensitivity=pe.Adjoint(checkpoints=1000))
+
+        gradient()
+        result, peak = _peak_bytes(gradient)
+        assert result[0] == pytest.approx(-np.exp(-1.0), rel=1e-9)
+        assert peak < 1.5e6, (n_steps, peak)

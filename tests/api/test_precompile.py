@@ -80,9 +80,22 @@ def test_precompile_with_sensitivities_and_their_notices(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_precompile_with_adjoints():
+    times = pe.precompile(adjoints=True, verbose=False)
+    assert list(times)[-5:] == [
+        "explicit discrete adjoint", "explicit adjoint", "explicit backsolve",
+        "rosenbrock discrete adjoint", "rosenbrock adjoint",
+    ]
+    assert "rosenbrock backsolve" not in times  # backsolve refuses Rosenbrock methods
+
+
 def test_the_notice_names_the_field():
-    from paramest.compilation import _field_kind
+    from paramest.compilation import _KERNELS, _field_kind
+    from paramest.kernels.adjoint import backward_sweep_explicit
     from paramest.kernels.fields import (
+        adjoint_field,
+        adjoint_info,
+        backsolve_field,
         complex_directions_field,
         forward_field,
         model_addresses,
@@ -92,13 +105,21 @@ def test_the_notice_names_the_field():
 
     addresses = model_addresses(rhs=1)
     info = sensitivity_info(2, 1, 2)
+    store = (np.zeros(1), np.ones(1), np.zeros((1, 2)), np.zeros((1, 1, 2)))
     fields = (
         plain_field(addresses),
         forward_field(addresses, info, [0]),
         complex_directions_field(addresses, info, np.zeros((1, 1), complex)),
+        backsolve_field(addresses, adjoint_info(2, 0)),
+        adjoint_field(addresses, adjoint_info(2, 0), *store, np.zeros((1, 1))),
     )
     kinds = [_field_kind((typeof(field),)) for field in fields]
-    assert kinds == ["", " with forward sensitivities", " for complex-step sensitivities"]
+    assert kinds == ["", " with forward sensitivities", " for complex-step sensitivities",
+                     " for BacksolveAdjoint", " for the continuous adjoint"]
+    describe = _KERNELS[id(backward_sweep_explicit)][1].describe
+    assert describe((typeof(fields[4]),)) == (
+        "the backward pass of the explicit methods for the continuous adjoint"
+    )
 
 
 def test_nothing_recompiles_when_columns_parameters_or_tolerances_change():
