@@ -2,9 +2,11 @@
 
 The optimisers see the estimated vector in their own space (log or log10 where ``scale``
 says) and get exact derivatives: least-squares methods the Jacobian of the residuals from
-forward sensitivities, ``minimize`` methods the gradient ``J^T r``. A trial point where a
-solve fails is infinitely bad to the optimiser; the final estimate is solved once more, and
-a fit whose final solve fails or gives non-finite residuals never reports success.
+forward sensitivities, ``minimize`` methods and Adam the gradient ``J^T r``, from the same
+forward sensitivities or by an adjoint (``sensitivity="auto"`` chooses per experiment, the
+result's ``sensitivity`` says which). A trial point where a solve fails is infinitely
+bad to the optimiser; the final estimate is solved once more, and a fit whose final solve
+fails or gives non-finite residuals never reports success.
 """
 
 import math
@@ -20,6 +22,7 @@ from paramest.errors import SolveError
 from paramest.model import record_model_exception
 from paramest.objective import Objective
 from paramest.result import FitResult, statistics
+from paramest.sensitivity import ADJOINTS
 
 __all__ = ["fit", "LEAST_SQUARES_METHODS", "MINIMIZE_METHODS", "GLOBAL_METHODS"]
 
@@ -180,15 +183,16 @@ class _Tracker:
 
     def value_and_grad(self, z):
         x = self.objective.from_internal(z)
-        result = self.objective.evaluate(x, jacobian=True)
+        result = self.objective.evaluate_gradient(x)
         if result is None:
             # finite but far worse than anything seen, so that a line search backs off
             # without its interpolation overflowing
             return 1e6 * (abs(self.best) + 1.0), np.zeros(z.size)
-        r, jac = result
+        r, gradient = result
         cost = 0.5 * float(r @ r)
         self._record(x, cost)
-        return cost, (jac.T @ r) * self.objective.internal_derivative(x)
+        # d/dz = d/dx dx/dz: the chain through log and log10 scales
+        return cost, gradient * self.objective.internal_derivative(x)
 
     def gradient(self, z):
         return self.value_and_grad(z)[1]
@@ -358,6 +362,7 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
     if objective.evaluate(objective.from_internal(z0)) is None:
         # a multistart point where the model does not solve: a failed start, not a crash
         return _failed_start(objective, z0, lower_z, upper_z, method, started)
+    use_before = {id(m): count for m, count in objective.sensitivity_use()}
     bar = _progress_bar(progress, description=f"fit ({method})")
     tracker = _Tracker(objective, callback, bar)
     stopped = False
@@ -380,6 +385,9 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
         if bar is not None:
             bar.close()
     z, success, status, message, _, _, nit = outcome
+    # what gave the optimiser's derivatives (the final Jacobian for the statistics below
+    # is always forward sensitivities, and not counted)
+    sensitivity = _used_since(objective, use_before)
     x = objective.from_internal(np.asarray(z, dtype=np.float64))
     final = objective.evaluate(x, jacobian=True)
     if final is None and tracker.best_x is not None:
@@ -394,7 +402,7 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
     result = FitResult(
         x=x, labels=list(objective.labels), method=method, nit=nit, history=tracker.history,
         nfev=objective.nfev - nfev0, njev=objective.njev - njev0,
-        failures=objective.failures - failures0, starts=[],
+        failures=objective.failures - failures0, starts=[], sensitivity=sensitivity,
     )
     result.attach(objective, tuple(_natural_bound(objective, b) for b in (lower_z, upper_z)))
     conditions = objective.conditions(x)
@@ -429,7 +437,8 @@ def _failed_start(objective, z0, lower_z, upper_z, method, started):
     x = objective.from_internal(z0)
     result = FitResult(
         x=x, labels=list(objective.labels), method=method, nit=0, history=[],
-        nfev=0, njev=0, failures=1, starts=[], success=False, status=FINAL_SOLVE_FAILED,
+        nfev=0, njev=0, failures=1, starts=[], sensitivity=None, success=False,
+        status=FINAL_SOLVE_FAILED,
         message=f"the start point does not solve: {objective.last_failure}",
         cost=math.inf, robust_cost=math.inf, residuals=None, jac=None,
         **_empty_statistics(objective.n_free),
@@ -440,6 +449,17 @@ def _failed_start(objective, z0, lower_z, upper_z, method, started):
     result.y0 = _stacked([c[1] for c in conditions])
     result.wall_time = time.perf_counter() - started
     return result
+
+
+def _used_since(objective, before):
+    """The sensitivity methods that gave derivatives since the counts ``before``: None, one
+    method, or a tuple of them, most used first."""
+    since = [(count - before.get(id(method), 0), method)
+             for method, count in objective.sensitivity_use()]
+    used = [method for count, method in sorted(since, key=lambda item: -item[0]) if count > 0]
+    if not used:
+        return None
+    return used[0] if len(used) == 1 else tuple(used)
 
 
 def _natural_bound(objective, bound_z):
@@ -536,8 +556,17 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     loss : str, default "linear"
         Least-squares methods: scipy's robust losses ``"soft_l1"``, ``"huber"``,
         ``"cauchy"``, ``"arctan"`` (residuals are already divided by sigma).
-    sensitivity : "auto" or SensitivityMethod
-        How derivatives are computed; ``"auto"`` is ``Forward(error_control=False)``.
+    sensitivity : "auto" or SensitivityMethod, default "auto"
+        How derivatives are computed. Least-squares methods need the Jacobian of the
+        residuals: forward sensitivities (``"auto"`` is ``Forward(error_control=False)``),
+        or ``ComplexStep()``, ``FiniteDifferences()``. Gradient methods (minimize's and
+        ``"adam"``) need only ``J^T r``, which an adjoint (:class:`paramest.DiscreteAdjoint`)
+        gives from one solve and one reverse pass per experiment, whatever the number of
+        estimated entries; ``"auto"`` takes it per experiment where it was measured to be
+        cheaper (explicit solvers and many columns, as :func:`paramest.vjp` chooses) and
+        the forward sensitivities otherwise. An adjoint with a least-squares method is
+        refused. The result's ``sensitivity`` says what was used; the statistics at the
+        estimate always come from a forward-sensitivity Jacobian.
     solver : str, default "auto"
         Solve method (see :data:`paramest.METHODS`); ``"auto"`` switches to a Rosenbrock
         method where the model is stiff.
@@ -564,13 +593,15 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     FitResult
         ``x``, ``labels``, ``p``, ``y0``, ``cost``, ``nllh``, ``stderr``, ``cov``,
         ``corr``, ``ci``, ``chi2``, ``dof``, ``aic``, ``bic``, ``success``, ``message``,
-        ``nfev``, ``njev``, ``nit``, ``history``, ``starts``, ``wall_time``;
+        ``nfev``, ``njev``, ``nit``, ``history``, ``starts``, ``sensitivity``, ``wall_time``;
         ``predict(t)``, ``summary()``, ``plot()``.
 
     Raises
     ------
     TypeError, ValueError
-        Malformed arguments, before any solve; the message names the argument.
+        Malformed arguments, before any solve; the message names the argument (also an
+        adjoint ``sensitivity`` with a least-squares ``method``, or with a Rosenbrock
+        ``solver`` it does not support).
     paramest.SolveError
         The solve fails at the starting point.
 
@@ -591,6 +622,14 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     """
     started = time.perf_counter()
     method = _method_name(method)
+    if isinstance(sensitivity, ADJOINTS) and method in LEAST_SQUARES_METHODS:
+        raise ValueError(
+            f"`sensitivity={sensitivity!r}` gives gradients, not the Jacobian of the "
+            f"residuals that the least-squares method={method!r} needs: use the adjoint with "
+            "a gradient method (method='L-BFGS-B', 'BFGS', 'TNC', 'SLSQP', 'trust-constr' or "
+            "'adam'), or sensitivity='auto' (forward sensitivities for the Jacobian) with "
+            f"method={method!r}"
+        )
     if loss not in _LOSSES:
         raise ValueError(f"`loss` must be one of {list(_LOSSES)}, got {loss!r}")
     if loss != "linear" and method not in ("trf", "dogbox"):

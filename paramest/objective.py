@@ -1,11 +1,14 @@
-"""The least-squares objective of a fit: residuals and their exact Jacobian.
+"""The least-squares objective of a fit: residuals, their exact Jacobian and gradient.
 
 :class:`Objective` turns a problem, one or more experiments (:class:`paramest.Data`) and a
-choice of estimated entries into the weighted residuals ``r = (h(t, y, p) - data) / sigma``
-and their Jacobian with respect to the estimated vector ``x``. Each experiment costs one
-compiled solve (with forward sensitivities when the Jacobian is wanted); the observables
-and their derivatives come from one more compiled call when there is an ``observe``
-function. :func:`paramest.fit` is built on it; it is public so that the same residuals and
+choice of estimated entries into the weighted residuals ``r = (h(t, y, p) - data) / sigma``,
+their Jacobian with respect to the estimated vector ``x`` and the gradient ``J^T r`` of the
+loss ``0.5 sum(r^2)``. Each experiment costs one compiled solve: with forward sensitivities
+when the Jacobian is wanted, and for the gradient either those or an adjoint's solve and
+reverse pass (the cotangent ``r / sigma`` on the outputs at the data), whichever
+``sensitivity`` says or ``"auto"`` finds cheaper; the observables and their derivatives
+come from one more compiled call when there is an ``observe`` function.
+:func:`paramest.fit` is built on it; it is public so that the same residuals and
 derivatives can be used inside any NumPy or scipy pipeline.
 """
 
@@ -43,7 +46,8 @@ class _Experiment:
         "data", "name", "p", "y0", "times", "rows", "time_pos", "values", "inv_sigma",
         "param_idx", "param_pos", "y0_idx", "y0_pos", "sens_params", "sens_y0", "column_x",
         "offset", "stop", "state_rows", "param_columns", "prepared", "flat_plain",
-        "flat_sens_state", "flat_sens", "inv_sigma_column", "all_columns",
+        "flat_sens_state", "flat_sens", "inv_sigma_column", "all_columns", "columns",
+        "gradient_sensitivity", "weight_index", "observe_directions", "observe_columns",
     )
 
 
@@ -189,25 +193,34 @@ def _scales(scale, n_free, labels):
     return np.array(codes, dtype=np.int64)
 
 
-def _sensitivity_choice(sensitivity):
-    if sensitivity is None or (isinstance(sensitivity, str) and sensitivity == "auto"):
+def _is_auto(sensitivity):
+    return sensitivity is None or (isinstance(sensitivity, str) and sensitivity == "auto")
+
+
+def _jacobian_sensitivity(sensitivity):
+    """The method that gives the Jacobian of the residuals for ``sensitivity`` as passed."""
+    if _is_auto(sensitivity) or isinstance(sensitivity, sens_methods.ADJOINTS):
         # The Jacobian of a least-squares fit needs the sensitivities at the data to the
         # accuracy of the states, which the states' own step control already gives; error
         # control on the sensitivity columns as well costs about 1.5x more steps for no
-        # gain in the fit (see the W1-5 note).
+        # gain in the fit (see the W1-5 note). An adjoint gives gradients, not Jacobians.
         return sens_methods.Forward(error_control=False)
-    if isinstance(sensitivity, sens_methods.DiscreteAdjoint):
-        raise ValueError(
-            "`sensitivity=DiscreteAdjoint()` is not available in fit yet: a fit needs the "
-            "Jacobian of its residuals, which forward sensitivities give; use 'auto' or "
-            "paramest.Forward()"
-        )
     if isinstance(sensitivity, sens_methods.SensitivityMethod):
         return sensitivity
     raise TypeError(
         "`sensitivity` must be 'auto' or a paramest sensitivity method (Forward(), "
-        f"ComplexStep(), FiniteDifferences()), got {sensitivity!r}"
+        f"DiscreteAdjoint(), ComplexStep(), FiniteDifferences()), got {sensitivity!r}"
     )
+
+
+def _check_adjoint(sensitivity, entry):
+    """Refuse an adjoint the solver cannot run with, before any solve."""
+    if entry.kind == "rosenbrock" and not sensitivity.stiff:
+        raise ValueError(
+            f"`sensitivity={sensitivity!r}` supports the explicit methods, not "
+            f"solver={entry.name!r}; use sensitivity='auto' or paramest.Forward() for a "
+            "stiff solver"
+        )
 
 
 class Objective:
@@ -240,7 +253,18 @@ class Objective:
         ``out``; compiled like the model, differentiated by the complex step. Default: the
         states, in order (or matched by name when the data name their rows after states).
     sensitivity : "auto" or SensitivityMethod, default "auto"
-        How the Jacobian is computed: ``"auto"`` is ``Forward(error_control=False)``.
+        How derivatives are computed. The Jacobian (:meth:`jacobian`) always comes from
+        sensitivities of the residuals: ``Forward(error_control=False)`` under ``"auto"``
+        or an adjoint, else the method given (``Forward()``, ``ComplexStep()``,
+        ``FiniteDifferences()``). The gradient (:meth:`gradient`, :meth:`value_and_grad`)
+        is ``J^T r`` from that Jacobian, or, with an adjoint such as
+        :class:`paramest.DiscreteAdjoint`, one solve and one reverse pass per experiment
+        whatever the number of columns. ``"auto"`` chooses per experiment, as
+        :func:`paramest.vjp` does: the adjoint for explicit solvers once the experiment has
+        many gradient columns (k >= 6 and k >= n_states / 2, or k >= 3 when the problem
+        has its own ``vjp``), the Jacobian's forward sensitivities otherwise; where
+        ``solver="auto"`` turns stiff in an evaluation, forward sensitivities there. An
+        adjoint given explicitly with a Rosenbrock solver is refused.
     solver : str, default "auto"
         The solve method (see :data:`paramest.METHODS`).
     rtol, atol : float, default 1e-8, 1e-10
@@ -261,6 +285,16 @@ class Objective:
         (a solve with sensitivities).
     failures : int
         Evaluations whose solve failed.
+    sensitivity : "auto" or SensitivityMethod
+        As passed.
+    jacobian_sensitivity : SensitivityMethod
+        The method that gives :meth:`jacobian`.
+    gradient_sensitivity : list of SensitivityMethod
+        The method each experiment's gradient uses, ``"auto"`` resolved (the
+        ``jacobian_sensitivity`` object where the gradient is ``J^T r``).
+    last_gradient_sensitivity : SensitivityMethod, tuple or None
+        What the latest :meth:`gradient` or :meth:`value_and_grad` used: one method, or a
+        tuple (most used first) when experiments differed.
 
     Examples
     --------
@@ -278,6 +312,8 @@ class Objective:
     0.0
     >>> objective.jacobian([0.7]).shape
     (8, 1)
+    >>> objective.gradient_sensitivity   # one column: forward sensitivities are cheaper
+    [Forward(error_control=False)]
     """
 
     def __init__(self, problem, data, *, free=None, free_y0=None, local=None, scale="lin",
@@ -300,8 +336,13 @@ class Objective:
                 f"`solver` must be 'auto' or one of {list(METHODS)}, got {solver!r}"
             ) from None
         self.solver = solver
-        self.sensitivity = _sensitivity_choice(sensitivity)
-        sens_methods.check_method(self.sensitivity, entry.kind, entry.name)
+        self._automatic = _is_auto(sensitivity)
+        self.sensitivity = "auto" if self._automatic else sensitivity
+        self.jacobian_sensitivity = _jacobian_sensitivity(sensitivity)
+        sens_methods.check_method(self.jacobian_sensitivity, entry.kind, entry.name)
+        adjoint = sensitivity if isinstance(sensitivity, sens_methods.ADJOINTS) else None
+        if adjoint is not None:
+            _check_adjoint(adjoint, entry)
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
         n, n_p = problem.n_states, problem.n_params
         t0, t1 = problem.t_span
@@ -350,6 +391,7 @@ class Objective:
         self.n_observables = m
 
         self.experiments = []
+        self._auto_choices = {}
         offset = 0
         for k, experiment in enumerate(experiments):
             name = experiment.name if experiment.name else str(k)
@@ -419,6 +461,7 @@ class Objective:
                     1 + np.arange(k)
                 )[None, :]
             e.inv_sigma_column = e.inv_sigma[:, None].copy()
+            self._gradient_setup(e, adjoint, entry.kind)
             e.offset = offset
             offset += rows.size
             e.stop = offset
@@ -442,9 +485,21 @@ class Objective:
         self.njev = 0
         self.failures = 0
         self.last_failure = None
+        self.last_gradient_sensitivity = None
+        self._sensitivity_use = {}
         self._cache_x = None
         self._cache_r = None
         self._cache_jac = None
+        self._cache_grad = None
+        self._cache_grad_sensitivity = None
+
+    @property
+    def gradient_sensitivity(self):
+        """The method each experiment's gradient uses (``"auto"`` resolved): a list, one per
+        experiment. ``"auto"`` may still fall back to :class:`paramest.Forward` in an
+        evaluation where ``solver="auto"`` turns stiff; ``last_gradient_sensitivity`` says
+        what the latest gradient used."""
+        return [e.gradient_sensitivity for e in self.experiments]
 
     # -- set-up helpers -------------------------------------------------------------------
     def _state_rows(self, experiment, where):
@@ -466,6 +521,47 @@ class Objective:
                 "`state_names`, or pass `observe=` to compute the observables"
             )
         return np.arange(n, dtype=np.int64)
+
+    def _gradient_setup(self, e, adjoint, entry_kind):
+        """Choose how experiment ``e``'s gradient is computed, and lay out what an adjoint
+        needs: where each residual's weight goes in the cotangent, and the unit directions
+        that give the observation's derivatives."""
+        k = e.column_x.size
+        choice = self.jacobian_sensitivity
+        if k == 0:
+            pass  # nothing to differentiate
+        elif adjoint is not None:
+            choice = adjoint
+        elif self._automatic:
+            picked = sens_methods._auto_sensitivity(self.problem, k, entry_kind, fit=True)
+            # where auto prefers forward sensitivities, the gradient stays J^T r from the
+            # Jacobian's own solve, as before there was a choice
+            if isinstance(picked, sens_methods.ADJOINTS):
+                # one object for the experiments that pick the same, so that results
+                # name it once
+                choice = self._auto_choices.setdefault(repr(picked), picked)
+        e.gradient_sensitivity = choice
+        e.columns = e.weight_index = e.observe_directions = e.observe_columns = None
+        if not isinstance(choice, sens_methods.ADJOINTS):
+            return
+        e.columns = sens_methods.Columns(self.problem, e.sens_params, e.sens_y0)
+        n, n_times = self.problem.n_states, e.times.size
+        if self.observation is None:
+            # the residual's weight r / sigma lands on (state, time) of the model output
+            e.weight_index = e.state_rows[e.rows] * n_times + e.time_pos
+            return
+        # ... or on (time, observable); then dh/dy and dh/dp turn it into weights on the
+        # states and a direct parameter term: one derivative per state and per parameter
+        # column, the compiled observation helpers' directions being unit vectors
+        m = self.n_observables
+        e.weight_index = e.time_pos * m + e.rows
+        n_direct = e.param_idx.size
+        directions = np.zeros((n_times, n + n_direct, n))
+        directions[:, np.arange(n), np.arange(n)] = 1.0
+        e.observe_directions = directions
+        e.observe_columns = np.concatenate(
+            [np.full(n, -1, dtype=np.int64), e.param_idx]
+        ).astype(np.int64)
 
     # -- scales ----------------------------------------------------------------------------
     def to_internal(self, x):
@@ -549,57 +645,17 @@ class Objective:
         if cached is not None and (x == cached).all():
             if not jacobian or self._cache_jac is not None:
                 return (self._cache_r, self._cache_jac) if jacobian else self._cache_r
-        if not np.isfinite(x).all():
-            self.failures += 1
-            self.last_failure = f"non-finite estimate x = {x}"
+        if not self._evaluable(x):
             return None
-        if self.observation is not None and self.observation.watches:
-            self.check_not_stale()
         residuals = np.empty(self.n_residuals)
         jac = np.zeros((self.n_residuals, self.n_free)) if jacobian else None
         with_sensitivities = jacobian and self.n_free > 0
-        n = self.problem.n_states
         for e in self.experiments:
-            p = e.p.copy()
-            p[e.param_idx] = x[e.param_pos]
-            y0 = e.y0.copy()
-            y0[e.y0_idx] = x[e.y0_pos]
+            p, y0 = self._experiment_conditions(e, x)
             outputs = self._solve(e, p, y0, with_sensitivities, x)
             if outputs is None:
                 return None
-            block = slice(e.offset, e.stop)
-            observation = self.observation
-            k = e.column_x.size
-            if observation is None:
-                if with_sensitivities:
-                    residuals[block] = (outputs.take(e.flat_sens_state) - e.values) \
-                        * e.inv_sigma
-                    columns = outputs.take(e.flat_sens)
-                    columns *= e.inv_sigma_column
-                    if e.all_columns:
-                        jac[block] = columns
-                    else:
-                        jac[block, e.column_x] = columns
-                else:
-                    residuals[block] = (outputs.take(e.flat_plain) - e.values) * e.inv_sigma
-                continue
-            states = np.ascontiguousarray(outputs[:, :n])
-            observed = np.empty((e.times.size, self.n_observables))
-            observe_outputs(observation.address, e.times, states, p, observed)
-            residuals[block] = (observed[e.time_pos, e.rows] - e.values) * e.inv_sigma
-            if with_sensitivities:
-                directions = np.ascontiguousarray(outputs[:, n:]).reshape(-1, k, n)
-                derivative = np.empty((e.times.size, k, self.n_observables))
-                if observation.complex_step_safe:
-                    observe_sensitivities(observation.address_complex, e.times, states,
-                                          directions, p, e.param_columns, derivative)
-                else:
-                    observe_sensitivities_central(observation.address, e.times, states,
-                                                  directions, p, e.param_columns,
-                                                  derivative)
-                jac[block, e.column_x] = (
-                    derivative[e.time_pos, :, e.rows] * e.inv_sigma[:, None]
-                )
+            self._experiment_rows(e, p, outputs, with_sensitivities, residuals, jac)
         if not np.all(np.isfinite(residuals)) or (
             jac is not None and not np.all(np.isfinite(jac))
         ):
@@ -609,17 +665,227 @@ class Objective:
         self.nfev += 1
         if jacobian:
             self.njev += 1
+            if with_sensitivities:
+                self._note_use(self.jacobian_sensitivity, len(self.experiments))
         self._cache_x = x.copy()
         self._cache_r = residuals
         self._cache_jac = jac
+        self._cache_grad = self._cache_grad_sensitivity = None
         return (residuals, jac) if jacobian else residuals
+
+    def evaluate_gradient(self, x):
+        """Residuals and the gradient of :meth:`loss` at natural ``x``, ``(r, g)``, or
+        ``None`` when a solve failed (``last_failure`` then says why).
+
+        Each experiment's gradient comes from the method in ``gradient_sensitivity``: an
+        adjoint (one solve and one reverse pass, whatever the number of columns), or the
+        Jacobian's forward sensitivities (``g = J^T r``). ``last_gradient_sensitivity`` says
+        which were used. Results are cached for the last ``x``.
+        """
+        x = self._vector(x)
+        cached = self._cache_x
+        if cached is not None and (x == cached).all():
+            if self._cache_grad is not None:
+                self.last_gradient_sensitivity = self._cache_grad_sensitivity
+                return self._cache_r, self._cache_grad
+            if self._cache_jac is not None:
+                self.last_gradient_sensitivity = self.jacobian_sensitivity
+                return self._cache_r, self._cache_jac.T @ self._cache_r
+        if all(e.gradient_sensitivity is self.jacobian_sensitivity for e in self.experiments):
+            # no adjoint anywhere: J^T r from one solve with sensitivities, as it always was
+            result = self.evaluate(x, jacobian=True)
+            if result is None:
+                return None
+            residuals, jac = result
+            gradient = jac.T @ residuals
+            used = [self.jacobian_sensitivity] if self.n_free > 0 else []
+        else:
+            if not self._evaluable(x):
+                return None
+            outcome = self._gradient_by_experiment(x)
+            if outcome is None:
+                return None
+            residuals, gradient, used = outcome
+        self.last_gradient_sensitivity = _summary(used)
+        self._cache_grad = gradient
+        self._cache_grad_sensitivity = self.last_gradient_sensitivity
+        return residuals, gradient
+
+    def _gradient_by_experiment(self, x):
+        """:meth:`evaluate_gradient` where some experiment uses an adjoint: residuals,
+        gradient and the method each experiment used, or None after a failure."""
+        from paramest.adjoint import SwitchedToStiff, adjoint_forward
+
+        residuals = np.empty(self.n_residuals)
+        gradient = np.zeros(self.n_free)
+        jac = None
+        used = []
+        for e in self.experiments:
+            p, y0 = self._experiment_conditions(e, x)
+            method = e.gradient_sensitivity
+            if isinstance(method, sens_methods.ADJOINTS):
+                try:
+                    run = adjoint_forward(
+                        self.problem, method, e.times, e.columns, self.solver, self.rtol,
+                        self.atol, p, y0, {"max_steps": self.max_steps},
+                    )
+                except SwitchedToStiff:
+                    if not self._automatic:
+                        raise
+                    # "auto" met a stiff stretch the adjoint cannot follow: forward
+                    # sensitivities for this experiment in this evaluation
+                    method = self.jacobian_sensitivity
+                except SolveError as error:
+                    solution = getattr(error, "solution", None)
+                    self._record_failure(
+                        e, x, solution.message if solution is not None else str(error)
+                    )
+                    return None
+                else:
+                    gradient[e.column_x] += self._adjoint_gradient(e, p, run, residuals)
+                    used.append(method)
+                    continue
+            if jac is None:
+                jac = np.zeros((self.n_residuals, self.n_free))
+            outputs = self._solve(e, p, y0, True, x)
+            if outputs is None:
+                return None
+            self._experiment_rows(e, p, outputs, True, residuals, jac)
+            used.append(method)
+        if jac is not None:
+            # the adjoint experiments' rows of jac are zero
+            gradient += jac.T @ residuals
+        if not (np.all(np.isfinite(residuals)) and np.all(np.isfinite(gradient))):
+            self.failures += 1
+            self.last_failure = f"non-finite residuals or gradient at x = {x}"
+            return None
+        self.nfev += 1
+        self.njev += 1
+        for method in used:
+            self._note_use(method, 1)
+        self._cache_x = x.copy()
+        self._cache_r = residuals
+        self._cache_jac = None
+        return residuals, gradient, used
+
+    def _adjoint_gradient(self, e, p, run, residuals):
+        """Experiment ``e``'s residuals (written into ``residuals``) and its gradient over
+        its columns from an adjoint's forward ``run``: ``sum(r dr/dtheta)`` as the reverse
+        pass of the cotangent ``r / sigma`` on the model's outputs."""
+        block = slice(e.offset, e.stop)
+        n, n_times = self.problem.n_states, e.times.size
+        observation = self.observation
+        if observation is None:
+            model = np.ascontiguousarray(run.y).reshape(-1).take(e.weight_index)
+            r = (model - e.values) * e.inv_sigma
+            residuals[block] = r
+            # replicates and several rows on one state add up in the same (state, time)
+            weights = np.bincount(e.weight_index, weights=r * e.inv_sigma,
+                                  minlength=n * n_times).reshape(n, n_times)
+            return run.gradient(weights)
+        states = np.ascontiguousarray(run.y.T)
+        m = self.n_observables
+        observed = np.empty((n_times, m))
+        observe_outputs(observation.address, e.times, states, p, observed)
+        r = (observed.reshape(-1).take(e.weight_index) - e.values) * e.inv_sigma
+        residuals[block] = r
+        on_observables = np.bincount(e.weight_index, weights=r * e.inv_sigma,
+                                     minlength=n_times * m).reshape(n_times, m)
+        # derivative[j, c] = dh/dy_c at time j (c < n), then dh/dp of each parameter column
+        derivative = np.empty((n_times, e.observe_directions.shape[1], m))
+        if observation.complex_step_safe:
+            observe_sensitivities(observation.address_complex, e.times, states,
+                                  e.observe_directions, p, e.observe_columns, derivative)
+        else:
+            observe_sensitivities_central(observation.address, e.times, states,
+                                          e.observe_directions, p, e.observe_columns,
+                                          derivative)
+        weights = np.einsum("tcm,tm->ct", derivative[:, :n], on_observables)
+        gradient = run.gradient(weights)
+        # h reads p directly too (a scale, an offset): (dh/dp)^T (r / sigma)
+        gradient[: e.param_idx.size] += np.einsum("tcm,tm->c", derivative[:, n:],
+                                                  on_observables)
+        return gradient
+
+    def _evaluable(self, x):
+        """Whether ``x`` can be solved at all (recording why not); refuses a stale
+        ``observe``."""
+        if not np.isfinite(x).all():
+            self.failures += 1
+            self.last_failure = f"non-finite estimate x = {x}"
+            return False
+        if self.observation is not None and self.observation.watches:
+            self.check_not_stale()
+        return True
+
+    def _experiment_conditions(self, e, x):
+        p = e.p.copy()
+        p[e.param_idx] = x[e.param_pos]
+        y0 = e.y0.copy()
+        y0[e.y0_idx] = x[e.y0_pos]
+        return p, y0
+
+    def _experiment_rows(self, e, p, outputs, with_sensitivities, residuals, jac):
+        """Experiment ``e``'s residuals (and Jacobian rows) from its solve's output rows."""
+        n = self.problem.n_states
+        block = slice(e.offset, e.stop)
+        observation = self.observation
+        k = e.column_x.size
+        if observation is None:
+            if with_sensitivities:
+                residuals[block] = (outputs.take(e.flat_sens_state) - e.values) \
+                    * e.inv_sigma
+                columns = outputs.take(e.flat_sens)
+                columns *= e.inv_sigma_column
+                if e.all_columns:
+                    jac[block] = columns
+                else:
+                    jac[block, e.column_x] = columns
+            else:
+                residuals[block] = (outputs.take(e.flat_plain) - e.values) * e.inv_sigma
+            return
+        states = np.ascontiguousarray(outputs[:, :n])
+        observed = np.empty((e.times.size, self.n_observables))
+        observe_outputs(observation.address, e.times, states, p, observed)
+        residuals[block] = (observed[e.time_pos, e.rows] - e.values) * e.inv_sigma
+        if with_sensitivities:
+            directions = np.ascontiguousarray(outputs[:, n:]).reshape(-1, k, n)
+            derivative = np.empty((e.times.size, k, self.n_observables))
+            if observation.complex_step_safe:
+                observe_sensitivities(observation.address_complex, e.times, states,
+                                      directions, p, e.param_columns, derivative)
+            else:
+                observe_sensitivities_central(observation.address, e.times, states,
+                                              directions, p, e.param_columns,
+                                              derivative)
+            jac[block, e.column_x] = (
+                derivative[e.time_pos, :, e.rows] * e.inv_sigma[:, None]
+            )
+
+    def _note_use(self, method, count):
+        entry = self._sensitivity_use.setdefault(id(method), [method, 0])
+        entry[1] += count
+
+    def sensitivity_use(self):
+        """The sensitivity methods that gave derivatives so far, with the number of
+        experiment solves each served: a list of ``(method, count)``, most used first."""
+        return sorted(((m, c) for m, c in self._sensitivity_use.values()),
+                      key=lambda item: -item[1])
+
+    def _record_failure(self, e, x, message):
+        self.failures += 1
+        self.last_failure = (
+            f"the solve of experiment {e.name!r} failed at x = "
+            f"{np.array2string(x, precision=6)}: {message}"
+        )
 
     def _solve(self, e, p, y0, with_sensitivities, x):
         """One experiment's output rows ``(n_times, n (1 + k))`` (state, then sensitivity
         columns), or None after recording why the solve failed."""
-        if with_sensitivities and not isinstance(self.sensitivity, sens_methods.Forward):
+        sensitivity = self.jacobian_sensitivity
+        if with_sensitivities and not isinstance(sensitivity, sens_methods.Forward):
             sol = solve(self.problem, self.solver, e.times, rtol=self.rtol, atol=self.atol,
-                        max_steps=self.max_steps, p=p, y0=y0, sensitivity=self.sensitivity,
+                        max_steps=self.max_steps, p=p, y0=y0, sensitivity=sensitivity,
                         sens_params=e.sens_params, sens_y0=e.sens_y0)
             code, message = sol.status, sol.message
             outputs = None
@@ -633,18 +899,14 @@ class Objective:
                 prepared = PreparedSolve(
                     self.problem, self.solver, e.times, rtol=self.rtol, atol=self.atol,
                     max_steps=self.max_steps,
-                    sensitivity=self.sensitivity if with_sensitivities else None,
+                    sensitivity=sensitivity if with_sensitivities else None,
                     sens_params=e.sens_params, sens_y0=e.sens_y0,
                 )
                 e.prepared[1 if with_sensitivities else 0] = prepared
             code, outputs = prepared.run(p, y0)
             message = prepared.message(code) if code != 0 else ""
         if code != 0:
-            self.failures += 1
-            self.last_failure = (
-                f"the solve of experiment {e.name!r} failed at x = "
-                f"{np.array2string(x, precision=6)}: {message}"
-            )
+            self._record_failure(e, x, message)
             return None
         return outputs
 
@@ -667,8 +929,10 @@ class Objective:
             experiments.append(twin)
         clone.experiments = experiments
         clone.nfev = clone.njev = clone.failures = 0
-        clone.last_failure = None
+        clone.last_failure = clone.last_gradient_sensitivity = None
+        clone._sensitivity_use = {}
         clone._cache_x = clone._cache_r = clone._cache_jac = None
+        clone._cache_grad = clone._cache_grad_sensitivity = None
         return clone
 
     def _checked(self, x, jacobian):
@@ -697,14 +961,22 @@ class Objective:
         return 0.5 * float(r @ r)
 
     def gradient(self, x):
-        """The gradient of :meth:`loss`, ``J^T r``."""
-        r, jac = self._checked(x, True)
-        return jac.T @ r
+        """The gradient of :meth:`loss` in natural units, ``J^T r``: from the Jacobian's
+        forward sensitivities, or by an adjoint (see ``gradient_sensitivity``;
+        ``last_gradient_sensitivity`` then says which was used)."""
+        return self._checked_gradient(x)[1].copy()
 
     def value_and_grad(self, x):
-        """:meth:`loss` and :meth:`gradient` from one solve with sensitivities."""
-        r, jac = self._checked(x, True)
-        return 0.5 * float(r @ r), jac.T @ r
+        """:meth:`loss` and :meth:`gradient` from one evaluation: a solve with forward
+        sensitivities, or an adjoint's solve and reverse pass."""
+        r, gradient = self._checked_gradient(x)
+        return 0.5 * float(r @ r), gradient.copy()
+
+    def _checked_gradient(self, x):
+        result = self.evaluate_gradient(x)
+        if result is None:
+            raise SolveError(self.last_failure)
+        return result
 
     def __repr__(self):
         return (
@@ -712,6 +984,19 @@ class Objective:
             f"free: {', '.join(self.labels)})"
         )
 
+
+
+def _summary(methods):
+    """One method when all experiments used the same, else a tuple (most used first)."""
+    distinct = []
+    for method in methods:
+        if not any(method is seen for seen in distinct):
+            distinct.append(method)
+    if not distinct:
+        return None
+    if len(distinct) == 1:
+        return distinct[0]
+    return tuple(sorted(distinct, key=lambda m: -sum(1 for u in methods if u is m)))
 
 
 def _rebuild_objective(args, kwargs):

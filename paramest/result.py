@@ -71,6 +71,16 @@ class FitResult(OptimizeResult):
     starts : list of FitResult
         With ``n_starts > 1``: every start's result, best first.
     method : str
+    sensitivity : SensitivityMethod, tuple or None
+        What gave the optimiser its derivatives, ``sensitivity="auto"`` resolved: the
+        Jacobian's method for least-squares methods (``Forward(error_control=False)`` by
+        default), the gradient's for minimize methods and ``"adam"`` (for example
+        ``DiscreteAdjoint(checkpoints=None)``). A tuple, most used first, when evaluations
+        used more than one (``"auto"`` choosing differently for different experiments,
+        falling back to ``Forward`` where ``solver="auto"`` turned stiff, or a global
+        method's local searches and its ``"trf"`` polish); None for derivative-free
+        methods. ``jac``, ``cov`` and the other statistics always come from forward
+        sensitivities.
     """
 
     def attach(self, objective, bounds):

@@ -13,7 +13,7 @@ from scipy.integrate import solve_ivp
 from scipy.optimize import OptimizeResult, least_squares
 
 import paramest as pe
-from tests.problems import LV_P, LV_Y0, lotka_volterra
+from tests.problems import LV_P, LV_Y0, linear_chain_problem, lotka_volterra
 
 LV_NAMES = dict(param_names=["alpha", "beta", "gamma", "delta"],
                 state_names=["prey", "predator"])
@@ -422,6 +422,13 @@ def test_every_local_method_reaches_the_optimum_on_lotka_volterra(lv, lv_data, l
                     options=METHOD_OPTIONS.get(method))
     assert result.success, (method, result.message)
     assert result.method == method
+    # four parameters: forward sensitivities give the Jacobian or gradient, riding on the
+    # states' steps; the derivative-free methods use none
+    if method in ("Nelder-Mead", "Powell"):
+        assert result.sensitivity is None
+    else:
+        assert isinstance(result.sensitivity, pe.Forward), result.sensitivity
+        assert not result.sensitivity.error_control
     error = _relative(result.x, lv_optimum.x)
     assert error < METHOD_TOLERANCE[method], (method, error, result.x)
     # not below the optimum (beyond rounding), and above it only as far as x is off
@@ -470,6 +477,83 @@ def test_adam_reaches_the_optimum(logistic_problem, logistic_data, logistic_opti
     assert result.cost == pytest.approx(logistic_optimum.cost, rel=1e-6)
     with pytest.raises(ValueError, match="`options`.*adam"):
         pe.fit(logistic_problem, logistic_data, method="adam", options=dict(rate=0.1))
+
+
+# ----------------------------------------------------------------------------------------
+# derivatives: forward sensitivities or the adjoint
+
+
+@pytest.mark.parametrize("scale", ["lin", "log"])
+def test_lbfgsb_with_the_adjoint_reaches_the_forward_optimum(lv, lv_data, lv_optimum, scale):
+    """The adjoint's gradient equals the forward one to rounding, so L-BFGS-B takes the
+    same path to the same optimum; the result says which gave its gradients."""
+    forward_method, adjoint_method = pe.Forward(error_control=False), pe.DiscreteAdjoint()
+    forward = pe.fit(lv, lv_data, x0=LV_START, method="L-BFGS-B", scale=scale,
+                     sensitivity=forward_method)
+    adjoint = pe.fit(lv, lv_data, x0=LV_START, method="L-BFGS-B", scale=scale,
+                     sensitivity=adjoint_method)
+    assert forward.success and adjoint.success, (forward.message, adjoint.message)
+    assert forward.sensitivity is forward_method
+    assert adjoint.sensitivity is adjoint_method
+    assert _relative(adjoint.x, forward.x) < 1e-8, (adjoint.x, forward.x)
+    assert _relative(adjoint.x, lv_optimum.x) < METHOD_TOLERANCE["L-BFGS-B"]
+    assert adjoint.cost == pytest.approx(lv_optimum.cost, rel=1e-9)
+    # the statistics still come from the forward Jacobian
+    np.testing.assert_allclose(adjoint.stderr, lv_optimum.stderr, rtol=1e-4)
+
+
+def test_adam_with_the_adjoint_follows_the_forward_path(logistic_problem, logistic_data,
+                                                        logistic_optimum):
+    options = dict(maxiter=3000, learning_rate=0.02, decay=0.999)
+    results = [
+        pe.fit(logistic_problem, logistic_data, x0=[0.6, 1.5], method="adam", scale="log",
+               sensitivity=sensitivity, options=options)
+        for sensitivity in (pe.Forward(error_control=False), pe.DiscreteAdjoint())
+    ]
+    forward, adjoint = results
+    assert isinstance(forward.sensitivity, pe.Forward)
+    assert isinstance(adjoint.sensitivity, pe.DiscreteAdjoint)
+    # 3000 steps from gradients equal to rounding: the same iterates, nearly to rounding
+    assert _relative(adjoint.x, forward.x) < 1e-9, (adjoint.x, forward.x)
+    assert _relative(adjoint.x, logistic_optimum.x) < 1e-4
+    assert adjoint.cost == pytest.approx(logistic_optimum.cost, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A linear cascade of 16 states and 16 rates, every state measured at 10 times:
+    enough gradient columns for sensitivity='auto' to take the adjoint (k >= max(16, n))."""
+    spec = linear_chain_problem(16)
+    problem = pe.ODEProblem(spec.fun, spec.y0, spec.t_span, spec.p)
+    y = spec.exact()[0][:, 1:]
+    rng = np.random.default_rng(4)
+    data = pe.Data(spec.t_eval[1:], y * (1 + 0.02 * rng.standard_normal(y.shape)),
+                   sigma=0.02 * y)
+    return problem, data
+
+
+def test_auto_fits_many_parameters_with_the_adjoint(chain):
+    problem, data = chain
+    x0 = problem.p * np.linspace(0.7, 1.4, problem.n_params)
+    reference = pe.fit(problem, data, x0=x0, scale="log", solver="Tsit5", options=TIGHT_LSQ)
+    assert reference.success, reference.message
+    assert isinstance(reference.sensitivity, pe.Forward)  # least squares: the Jacobian
+    result = pe.fit(problem, data, x0=x0, method="L-BFGS-B", scale="log", solver="Tsit5")
+    assert result.success, result.message
+    assert isinstance(result.sensitivity, pe.DiscreteAdjoint)
+    # measured 1e-8 in x (L-BFGS-B's default ftol) and 5e-12 in cost
+    assert _relative(result.x, reference.x) < 1e-6, (result.x, reference.x)
+    assert result.cost == pytest.approx(reference.cost, rel=1e-10)
+    # and where the adjoint is not cheaper (two columns), forward sensitivities
+    few = pe.fit(problem, data, x0=x0[:2], free=[0, 1], method="L-BFGS-B", solver="Tsit5")
+    assert isinstance(few.sensitivity, pe.Forward) and not few.sensitivity.error_control
+
+
+@pytest.mark.parametrize("method", ["trf", "lm", "dogbox"])
+def test_least_squares_refuses_an_adjoint(unsolvable, unsolvable_data, method):
+    # before any solve: the start point of this problem does not solve
+    with pytest.raises(ValueError, match=rf"`sensitivity=DiscreteAdjoint.*method='{method}'"):
+        pe.fit(unsolvable, unsolvable_data, method=method, sensitivity=pe.DiscreteAdjoint())
 
 
 def test_scipy_least_squares_and_solve_ivp_agree(lv, lv_data):

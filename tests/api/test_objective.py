@@ -9,7 +9,7 @@ import pytest
 
 import paramest as pe
 from paramest import ComplexStepWarning
-from tests.problems import LV_P, LV_Y0, lotka_volterra
+from tests.problems import LV_P, LV_Y0, linear_chain_problem, lotka_volterra
 
 LV_NAMES = dict(param_names=["alpha", "beta", "gamma", "delta"],
                 state_names=["prey", "predator"])
@@ -272,6 +272,190 @@ def test_observe_reading_a_local_parameter(lv_scaled):
     x = objective.x0 * 1.05
     error = _column_error(objective.jacobian(x), _central_jacobian(objective, x))
     assert np.all(error < 1e-6), dict(zip(objective.labels, error, strict=True))
+
+
+# ----------------------------------------------------------------------------------------
+# gradients by the adjoint
+
+#: The discrete adjoint and forward sensitivities riding on the states' steps
+#: (error_control=False) both differentiate the same discrete solution, so their gradients
+#: agree to rounding (measured 1e-15 .. 1e-14); this leaves room for the accumulation order
+#: and nothing for a missing term.
+ADJOINT_AGREEMENT = 1e-8
+
+
+def _relative_error(a, b):
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _forward_and_adjoint(problem, data, adjoint=None, **kwargs):
+    forward = pe.Objective(problem, data, sensitivity=pe.Forward(error_control=False),
+                           **kwargs)
+    adjoint = pe.Objective(problem, data, sensitivity=adjoint or pe.DiscreteAdjoint(),
+                           **kwargs)
+    return forward, adjoint
+
+
+@pytest.mark.parametrize("adjoint", [pe.DiscreteAdjoint(), pe.DiscreteAdjoint(checkpoints=3)],
+                         ids=["stored", "checkpointed"])
+def test_adjoint_gradient_equals_the_forward_one(lv, experiments, adjoint):
+    """Two experiments with their own conditions; shared and local parameters, shared and
+    local initial states; log and log10 scales."""
+    scale = ["log", "lin", "log10", "lin", "log", "log", "log10", "lin"]
+    forward, objective = _forward_and_adjoint(
+        lv, experiments, adjoint, free_y0=True, local=["delta", "y0[prey]"], scale=scale,
+        **TIGHT,
+    )
+    assert objective.gradient_sensitivity == [adjoint, adjoint]
+    x = forward.x0 * np.linspace(0.9, 1.1, forward.n_free)
+    value, gradient = objective.value_and_grad(x)
+    assert objective.last_gradient_sensitivity is adjoint
+    expected_value, expected = forward.value_and_grad(x)
+    assert isinstance(forward.last_gradient_sensitivity, pe.Forward)
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    assert _relative_error(gradient, expected) < ADJOINT_AGREEMENT, (gradient, expected)
+    # every column (the local ones of each experiment included) is far from zero
+    assert np.all(np.abs(expected) > 1e-3 * np.abs(expected).max())
+    # the adjoint's forward pass gives the residuals of a plain solve, and the Jacobian is
+    # still forward sensitivities
+    np.testing.assert_allclose(objective.residuals(x), forward.residuals(x), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_array_equal(objective.jacobian(x), forward.jacobian(x))
+    assert isinstance(objective.jacobian_sensitivity, pe.Forward)
+    # on the optimiser's scale, d loss / dz = gradient * dx/dz, as differences of the loss
+    z = objective.to_internal(x)
+    along_z = gradient * objective.internal_derivative(x)
+    central = np.empty_like(along_z)
+    for i in range(z.size):
+        up, down = z.copy(), z.copy()
+        up[i] += 1e-5
+        down[i] -= 1e-5
+        central[i] = (objective.loss(objective.from_internal(up))
+                      - objective.loss(objective.from_internal(down))) / 2e-5
+    np.testing.assert_allclose(along_z, central, rtol=1e-6,
+                               atol=1e-6 * np.abs(central).max())
+
+
+@pytest.mark.parametrize("observe, agreement", [
+    (scaled_and_total, ADJOINT_AGREEMENT),
+    # central differences inside the observation, along other directions than the forward
+    # path's (unit vectors instead of the sensitivities)
+    (abs_observable, 1e-7),
+], ids=["complex-step", "central-differences"])
+def test_adjoint_gradient_through_an_observe(lv_scaled, observe, agreement):
+    """The cotangent on the states is (dh/dy)^T r / sigma and each experiment's own scale s
+    (local) gets the direct term (dh/ds)^T r / sigma: s does not enter the model, so its
+    gradient is that term alone."""
+    y = _reference(lv_scaled, p=[*LV_P, 2.0])
+    rng = np.random.default_rng(3)
+    noise = 0.01 * rng.standard_normal((2, T.size))
+    experiments = [
+        pe.Data(T, np.vstack([2.0 * y[1], y[0] + y[1]]) + noise, sigma=0.01, name="a"),
+        pe.Data(T, np.vstack([3.0 * y[1], y[0] + y[1]]) - noise, sigma=[0.02, 0.01],
+                name="b", p={"s": 3.0}),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ComplexStepWarning)
+        forward, objective = _forward_and_adjoint(
+            lv_scaled, experiments, observe=observe, local="s", free_y0=["predator"], **TIGHT
+        )
+    x = objective.x0 * np.linspace(0.95, 1.05, objective.n_free)
+    value, gradient = objective.value_and_grad(x)
+    expected_value, expected = forward.value_and_grad(x)
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    assert _relative_error(gradient, expected) < agreement, (gradient, expected)
+    for label in ("s[a]", "s[b]"):
+        column = objective.labels.index(label)
+        assert abs(expected[column]) > 1e-3 * np.abs(expected).max()
+
+
+def test_adjoint_gradient_with_gaps_replicates_and_sigma_per_value(lv):
+    """Replicated times (their weights add up on one output), values not measured, one
+    sigma per value, and an experiment that measures one state, named."""
+    t = np.array([0.5, 1.0, 1.0, 1.0, 2.0, 2.5, 2.5, 3.5])
+    rng = np.random.default_rng(11)
+    y = _reference(lv, t=np.unique(t))[:, np.searchsorted(np.unique(t), t)]
+    y = y + 0.03 * rng.standard_normal(y.shape)
+    y[0, 1] = y[1, 3] = y[1, 6] = np.nan
+    sigma = rng.uniform(0.01, 0.05, y.shape)
+    experiments = [
+        pe.Data(t, y, sigma=sigma, name="both"),
+        pe.Data(t[::2], y[1:, ::2], sigma=0.02, name="predator only",
+                observables=["predator"]),
+    ]
+    forward, objective = _forward_and_adjoint(lv, experiments, free_y0=["prey"], **TIGHT)
+    assert objective.n_residuals == 13 + 3  # y[1, 6] is missing in both
+    x = objective.x0 * np.linspace(1.1, 0.9, objective.n_free)
+    value, gradient = objective.value_and_grad(x)
+    expected_value, expected = forward.value_and_grad(x)
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    assert _relative_error(gradient, expected) < ADJOINT_AGREEMENT, (gradient, expected)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """A linear cascade of 16 states with 16 rates, every state measured at 10 times:
+    enough gradient columns for sensitivity='auto' to take the adjoint in a fit (k >=
+    max(16, n))."""
+    spec = linear_chain_problem(16)
+    problem = pe.ODEProblem(spec.fun, spec.y0, spec.t_span, spec.p)
+    y = spec.exact()[0][:, 1:]
+    rng = np.random.default_rng(2)
+    return problem, pe.Data(spec.t_eval[1:], y * (1 + 0.01 * rng.standard_normal(y.shape)),
+                            sigma=0.01 * y)
+
+
+def test_auto_takes_the_adjoint_for_many_parameters(chain):
+    problem, data = chain
+    many = pe.Objective(problem, data, solver="Tsit5")
+    assert many.sensitivity == "auto"
+    [method] = many.gradient_sensitivity
+    assert isinstance(method, pe.DiscreteAdjoint)
+    x = many.x0 * np.linspace(0.8, 1.2, many.n_free)
+    value, gradient = many.value_and_grad(x)
+    assert many.last_gradient_sensitivity is method
+    forward = pe.Objective(problem, data, solver="Tsit5",
+                           sensitivity=pe.Forward(error_control=False))
+    expected_value, expected = forward.value_and_grad(x)
+    assert value == pytest.approx(expected_value, rel=1e-12)
+    assert _relative_error(gradient, expected) < ADJOINT_AGREEMENT
+    # the Jacobian stays forward sensitivities, and gradient() from a cached Jacobian is
+    # J^T r
+    jac = many.jacobian(x)
+    assert many.gradient(x) == pytest.approx(jac.T @ many.residuals(x), rel=1e-12)
+    assert isinstance(many.last_gradient_sensitivity, pe.Forward)
+
+
+def test_auto_keeps_forward_sensitivities_for_few_parameters(chain):
+    problem, data = chain
+    few = pe.Objective(problem, data, solver="Tsit5", free=[0, 5])
+    jacobian_method = few.jacobian_sensitivity
+    assert isinstance(jacobian_method, pe.Forward) and not jacobian_method.error_control
+    assert few.gradient_sensitivity[0] is jacobian_method
+    x = few.x0 * 1.1
+    value, gradient = few.value_and_grad(x)
+    assert few.last_gradient_sensitivity is jacobian_method
+    r, jac = few.residuals(x), few.jacobian(x)
+    assert value == 0.5 * float(r @ r)
+    np.testing.assert_array_equal(gradient, jac.T @ r)
+
+
+def test_a_failed_adjoint_solve_is_reported_like_any_other():
+    t = np.linspace(0.1, 1.0, 10)
+    problem = pe.ODEProblem(blowup, [1.0], (0.0, 1.0), [0.5], param_names=["a"])
+    objective = pe.Objective(problem, pe.Data(t, 1.0 / (1.0 - 0.5 * t), sigma=0.01),
+                             sensitivity=pe.DiscreteAdjoint())
+    assert objective.evaluate_gradient([1.5]) is None
+    assert objective.failures == 1
+    assert "failed at x = [1.5]" in objective.last_failure
+    with pytest.raises(pe.SolveError, match=r"failed at x = \[1\.5\]"):
+        objective.value_and_grad([1.5])
+    value, gradient = objective.value_and_grad([0.4])
+    # y = 1 / (1 - a t): d/da of 0.5 sum(r^2) = sum(r t / (1 - a t)^2) / sigma
+    r = (1.0 / (1.0 - 0.4 * t) - 1.0 / (1.0 - 0.5 * t)) / 0.01
+    assert value == pytest.approx(0.5 * float(r @ r), rel=1e-6)
+    assert gradient[0] == pytest.approx(float(np.sum(r * t / (1.0 - 0.4 * t) ** 2)) / 0.01,
+                                        rel=1e-6)
 
 
 # ----------------------------------------------------------------------------------------
