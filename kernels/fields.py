@@ -167,6 +167,9 @@ def model_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, 
     work arrays. The complex step perturbs one variable per evaluation and contracts the
     resulting Jacobian column with ``u``: exact to rounding, ``n + k`` complex evaluations.
     A user ``vjp`` is one call, its parameter part (every parameter) written to ``pr``.
+    The ``A_VJP`` slot it calls holds any cfunc of that signature (``fnptr.VJP_SIG_F64``):
+    the problem's own ``vjp``, or one paramest builds itself, such as a network's
+    hand-written reverse pass, so that a product costs one call however many parameters.
     """
     if mode == VJP_USER:
         parameter_vjp(addresses, mode, t, y, p, u, param_idx, out_p, yc, pc, fc, pr, f_plus,
