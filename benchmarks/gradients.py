@@ -1,32 +1,44 @@
-"""Gradients through the solve: paramest's vjp with forward sensitivities, the complex step
-and the discrete adjoint (with and without a user vector-Jacobian product) against adjoints
-of other tools.
+"""Gradients through the solve: paramest's vjp with forward sensitivities, the complex step,
+the discrete adjoint and the continuous adjoints (with and without a user vector-Jacobian
+product) against adjoints of other tools.
 
-Two workloads, both Tsit5 at rtol=1e-6, atol=1e-8:
+Three workloads:
 
-* (A) the Lotka-Volterra loss gradient of benchmarks/sensitivities.py (A): y0 = (1, 1), 101
-  outputs on [0, 10], data from a tight solve at p = (1.5, 1, 3, 1), loss
-  sum((y(t_i; p) - data_i)^2), gradient w.r.t. the 4 parameters at p = (1.4, 0.9, 3.1, 1.1).
-  paramest: ``vjp(problem, t, 2 (y - data), sensitivity=...)`` with ``Forward()``,
-  ``Forward(error_control=False)``, ``ComplexStep()``, ``DiscreteAdjoint()`` (complex-step
-  vector-Jacobian products) and ``DiscreteAdjoint()`` on a problem with an analytic
-  ``vjp=``. Errors against the exact gradient (scipy DOP853 on the augmented system,
-  rtol=1e-12) and against ``ComplexStep()`` (the derivative of paramest's discrete solution,
-  which the adjoint should reproduce to rounding). Peers: diffrax (Tsit5,
-  RecursiveCheckpointAdjoint and BacksolveAdjoint) and torchdiffeq (dopri5,
-  ``odeint_adjoint``).
-* (B) the cost of a gradient against the number of parameters: the linear cascade of
-  tests/problems.py (``rate_chain``, n states, n rates, 11 outputs on [0, 10]) for n from 2
-  to 500, a random cotangent, each gradient as a multiple of one plain solve at the same n;
-  and the n from which the discrete adjoint is cheaper than forward sensitivities (what
-  ``sensitivity="auto"`` is to use).
+* (A) the Lotka-Volterra loss gradient of benchmarks/sensitivities.py (A), Tsit5 at
+  rtol=1e-6, atol=1e-8: y0 = (1, 1), 101 outputs on [0, 10], data from a tight solve at
+  p = (1.5, 1, 3, 1), loss sum((y(t_i; p) - data_i)^2), gradient w.r.t. the 4 parameters
+  at p = (1.4, 0.9, 3.1, 1.1). paramest: ``vjp(problem, t, 2 (y - data), sensitivity=...)``
+  with ``Forward()``, ``Forward(error_control=False)``, ``ComplexStep()``,
+  ``DiscreteAdjoint()``, ``Adjoint()``, ``Adjoint(checkpoints=50)``, ``BacksolveAdjoint()``
+  (complex-step vector-Jacobian products) and ``DiscreteAdjoint()`` / ``Adjoint()`` on a
+  problem with an analytic ``vjp=``. Errors against the exact gradient (scipy DOP853 on the
+  augmented system, rtol=1e-12) and against ``ComplexStep()`` (the derivative of paramest's
+  discrete solution, which the discrete adjoint should reproduce to rounding; the continuous
+  adjoints differentiate the exact solution and agree with it to the tolerances only).
+  Peers: diffrax (Tsit5, RecursiveCheckpointAdjoint and BacksolveAdjoint) and torchdiffeq
+  (dopri5, ``odeint_adjoint``).
+* (B) the cost of a gradient against the number of parameters, Tsit5 as in (A): the linear
+  cascade of tests/problems.py (``rate_chain``, n states, n rates, 11 outputs on [0, 10])
+  for n from 2 to 500, a random cotangent, each gradient as a multiple of one plain solve at
+  the same n; and the n from which the discrete adjoint (and the continuous ``Adjoint()``)
+  is cheaper than forward sensitivities (what ``sensitivity="auto"`` is to use).
+* (C) a stiff gradient: Robertson (k1, k2, k3) = (0.04, 3e7, 1e4), y0 = (1, 0, 0), 12
+  log-spaced outputs on [1e-3, 1e3], Rodas5P at rtol=1e-8, atol=1e-12, a random cotangent;
+  ``Forward()``, ``Forward(error_control=False)``, ``DiscreteAdjoint()``, ``Adjoint()`` and
+  ``Adjoint(checkpoints=20)`` for k = 3 columns (the rates) and k = 6 (plus the 3 initial
+  states), the same through ``method="auto"`` (with ``sensitivity="auto"``), errors against
+  ``Forward(error_control=False)`` (the discrete solution's derivative) and a tight
+  ``Forward()`` (rtol=1e-12), and the ratio DiscreteAdjoint / Forward that the library's
+  "auto" rule for Rosenbrock methods rests on. Peer: diffrax Kvaerno5 with
+  RecursiveCheckpointAdjoint.
 
 Every contender is timed in interleaved rounds in one process after a warm-up (JIT
 compilation is reported as setup and excluded); the script reports ratios measured in the
 same run and asserts nothing about time.
 
-Run ``python benchmarks/gradients.py`` (about a minute on 2 cores; ``--quick`` for a smoke
-run without the peers, ``--json PATH`` to save the results). See benchmarks/README.md.
+Run ``python benchmarks/gradients.py`` (about two minutes on 2 cores, half of it the peers'
+compilation; ``--quick`` for a smoke run without the peers, ``--json PATH`` to save the
+results). See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -61,12 +73,15 @@ from sensitivities import (
     ATOL_LV,
     LV_P0,
     LV_T,
+    ROB_P,
+    ROB_Y0,
     RTOL_LV,
     Contender,
     _add,
     diffrax_lv_outputs,
     lv_gradient_from,
     lv_solve_augmented,
+    robertson,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,7 +93,7 @@ from tests.problems import (  # noqa: E402
     rate_chain,
 )
 
-METHOD = "Tsit5"  # DiscreteAdjoint needs an explicit method; the same one for every contender
+METHOD = "Tsit5"  # (A), (B): an explicit method (BacksolveAdjoint needs one), the same for all
 CHAIN_SIZES = (2, 5, 10, 20, 50, 100, 200, 500)
 CHAIN_SIZES_QUICK = (2, 10, 50, 200, 500)
 #: per-call time above which a contender is timed in few single calls (A), or above which a
@@ -92,9 +107,24 @@ TARGETS = {
     "chain_500_user_vjp_over_solve": 5.0,
 }
 
+#: (C) Robertson: outputs, end, tolerances, method, checkpoints, the tight reference
+STIFF_T = np.logspace(-3.0, 3.0, 12)
+STIFF_T_END = 1e3
+STIFF_RTOL, STIFF_ATOL = 1e-8, 1e-12
+STIFF_METHOD = "Rodas5P"
+STIFF_CHECKPOINTS = 20
+STIFF_TIGHT = (1e-12, 1e-16)  # rtol, atol of the reference Forward() solve
+STIFF_KS = (3, 6)  # columns: the 3 rates; the rates and the 3 initial states
+#: the rule of vjp(sensitivity="auto") for Rosenbrock methods that (C) checks
+ROSENBROCK_AUTO_RULE = "DiscreteAdjoint from k >= max(4, n/2), Forward below"
+
 NOT_YET = "paramest has no vjp / DiscreteAdjoint yet"
 DA = "DiscreteAdjoint()"
 DA_USER = "DiscreteAdjoint() + user vjp"
+ADJ = "Adjoint()"
+ADJ_CP = "Adjoint(checkpoints=50)"
+ADJ_USER = "Adjoint() + user vjp"
+BS = "BacksolveAdjoint()"
 FWD = "Forward()"
 FWD_NOEC = "Forward(error_control=False)"
 CS = "ComplexStep()"
@@ -201,17 +231,39 @@ def user_vjp_problem(pe: Any, fun: Callable, y0: Any, t_span: tuple, p: Any,
 
 def time_contenders(contenders: list[Contender], rounds: int, target_s: float,
                     slow_rounds: int, warmup_calls: int = 3) -> dict[str, Any]:
-    """Interleaved timings; contenders whose first call took over SLOW_CALL_S are timed
-    apart in `slow_rounds` single calls (their first call was the warm-up)."""
-    fast = {c.name: c.batch() for c in contenders if not c.first_s > SLOW_CALL_S}
-    slow = {c.name: c.batch() for c in contenders if c.first_s > SLOW_CALL_S}
+    """Interleaved timings; contenders whose first call and a second one took over
+    SLOW_CALL_S are timed apart in `slow_rounds` single calls (the second call is the first
+    of them; a first call slowed by compilation alone does not make a contender slow)."""
+    fast: dict[str, Any] = {}
+    slow: dict[str, Any] = {}
+    slow_timings: dict[str, Timing] = {}
+    for c in contenders:
+        batch = c.batch()
+        if c.first_s > SLOW_CALL_S:
+            again = time_batch(batch, 1)
+            if again > SLOW_CALL_S:
+                slow[c.name], slow_timings[c.name] = batch, Timing(per_call=[again])
+                continue
+        fast[c.name] = batch
     timings = interleaved_timings(fast, rounds=rounds, target_s=target_s,
                                   warmup_calls=warmup_calls) if fast else {}
-    slow_timings = {name: Timing() for name in slow}
-    for _ in range(slow_rounds):  # single calls, no calibration: they are long enough
+    for _ in range(slow_rounds - 1):  # single calls, no calibration: they are long enough
         for name, batch in slow.items():
             slow_timings[name].per_call.append(time_batch(batch, 1))
     return {**timings, **slow_timings}
+
+
+def sensitivity_of(pe: Any, notes: list[str], name: str, **kwargs: Any) -> Any:
+    """``pe.<name>(**kwargs)``, or None with a note where this paramest lacks it."""
+    cls = getattr(pe, name, None)
+    if cls is None:
+        notes.append(f"paramest {name}: not available in this version")
+        return None
+    try:
+        return cls(**kwargs)
+    except Exception as exc:
+        notes.append(f"paramest {name}({kwargs}): failed ({type(exc).__name__}: {exc})")
+        return None
 
 
 def verdict(value: float, goal: float) -> str:
@@ -242,8 +294,14 @@ def lv_paramest(pe: Any, out: list[Contender], notes: list[str], data: np.ndarra
 
     cot = 2.0 * (np.asarray(plain()) - data)  # the loss's cotangent, outside the timing
     senses = {FWD: pe.Forward(), FWD_NOEC: pe.Forward(error_control=False),
-              CS: pe.ComplexStep(), DA: pe.DiscreteAdjoint()}
+              CS: pe.ComplexStep(), DA: pe.DiscreteAdjoint(),
+              ADJ: sensitivity_of(pe, notes, "Adjoint"),
+              ADJ_CP: sensitivity_of(pe, notes, "Adjoint", checkpoints=50),
+              BS: sensitivity_of(pe, notes, "BacksolveAdjoint")}
     for label, sens in senses.items():
+        if sens is None:
+            continue
+
         def grad(sens=sens):
             return pe.vjp(prob, LV_T, cot, sensitivity=sens, **opts)
 
@@ -254,12 +312,17 @@ def lv_paramest(pe: Any, out: list[Contender], notes: list[str], data: np.ndarra
     if uprob is None:
         notes.append(f"paramest {DA_USER}: {why}")
     else:
-        def user():
-            return pe.vjp(uprob, LV_T, cot, sensitivity=pe.DiscreteAdjoint(), **opts)
+        user_senses = {DA_USER: pe.DiscreteAdjoint(), ADJ_USER: senses[ADJ]}
+        for label, sens in user_senses.items():
+            if sens is None:
+                continue
 
-        _add(out, notes, f"paramest {DA_USER}", lambda: user)
-        if out and out[-1].name == f"paramest {DA_USER}":
-            out[-1].setup_s = setup_s  # ODEProblem with the vjp: model check and compilation
+            def user(sens=sens):
+                return pe.vjp(uprob, LV_T, cot, sensitivity=sens, **opts)
+
+            _add(out, notes, f"paramest {label}", lambda user=user: user)
+            if out and out[-1].name == f"paramest {DA_USER}":
+                out[-1].setup_s = setup_s  # ODEProblem with the vjp: model check, compilation
     _add(out, notes, f"paramest {METHOD} plain solve", lambda: plain, kind="solve")
 
 
@@ -362,6 +425,9 @@ def run_lotka_volterra(mods: dict[str, Any], args: argparse.Namespace) -> dict[s
     print(format_table(headers, rows))
     print("/ solve: time over paramest's plain solve; errors normwise |g - g_ref| / |g_ref|; "
           f"CS: paramest {CS} (the derivative of the discrete solution; paramest rows only)")
+    print(f"{ADJ}, {BS}: continuous adjoints, the derivative of the exact solution up to the "
+          f"forward and backward tolerances (here both rtol={RTOL_LV:g}): they agree with "
+          f"{CS} to about the tolerance, not to rounding as {DA} does")
 
     def med(name: str) -> float:
         return timings[name].median if name in timings else math.nan
@@ -380,11 +446,18 @@ def run_lotka_volterra(mods: dict[str, Any], args: argparse.Namespace) -> dict[s
         summary[f"{name} / paramest {FWD}"] = (ratio(med(name), med(f"paramest {FWD}")), None)
     summary[f"{DA_USER} / {DA}"] = (ratio(med(f"paramest {DA_USER}"), med(f"paramest {DA}")),
                                      None)
+    for num, den in ((ADJ, DA), (ADJ_USER, DA_USER), (ADJ, FWD), (ADJ_CP, ADJ), (BS, ADJ),
+                     (ADJ_USER, ADJ)):
+        summary[f"{num} / {den}"] = (ratio(med(f"paramest {num}"), med(f"paramest {den}")),
+                                     None)
     for peer in ("diffrax Tsit5 RecursiveCheckpointAdjoint", "diffrax Tsit5 BacksolveAdjoint",
                  "torchdiffeq dopri5 odeint_adjoint"):
         if peer in timings:
             summary[f"{peer} / paramest {DA_USER}"] = (
                 ratio(med(peer), med(f"paramest {DA_USER}")), None)
+    if "diffrax Tsit5 BacksolveAdjoint" in timings:
+        summary[f"diffrax Tsit5 BacksolveAdjoint / paramest {BS}"] = (
+            ratio(med("diffrax Tsit5 BacksolveAdjoint"), med(f"paramest {BS}")), None)
     for label, (value, goal) in summary.items():
         tail = verdict(value, goal) if goal is not None else ""
         print(f"{label}: {fmt_num(value, '.3g')}{tail}")
@@ -396,7 +469,8 @@ def run_lotka_volterra(mods: dict[str, Any], args: argparse.Namespace) -> dict[s
 
 # --- (B) cost against the number of parameters -------------------------------------------
 
-CHAIN_COLUMNS = (FWD, FWD_NOEC, DA, DA_USER)
+CHAIN_COLUMNS = (FWD, FWD_NOEC, DA, DA_USER, ADJ, ADJ_USER)
+CHAIN_ERRORS = (FWD, DA, DA_USER, ADJ, ADJ_USER)
 
 
 def crossover(sizes: list[int], adj: list[float], fwd: list[float]) -> tuple[str, float]:
@@ -462,10 +536,12 @@ def run_chain(mods: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         _add(contenders, notes, "solve",
              lambda prob=prob, t_eval=t_eval: lambda: pe.solve(
                  prob, METHOD, t_eval=t_eval, rtol=RTOL_LV, atol=ATOL_LV).y, kind="solve")
+        adj = sensitivity_of(pe, notes if n == sizes[0] else [], "Adjoint")
         runs = {FWD: (prob, pe.Forward()), FWD_NOEC: (prob, pe.Forward(error_control=False)),
-                DA: (prob, pe.DiscreteAdjoint()), DA_USER: (uprob, pe.DiscreteAdjoint())}
+                DA: (prob, pe.DiscreteAdjoint()), DA_USER: (uprob, pe.DiscreteAdjoint()),
+                ADJ: (prob, adj), ADJ_USER: (uprob, adj)}
         for label, (pr, sens) in runs.items():
-            if pr is None:
+            if pr is None or sens is None:
                 continue
             guess = predicted(label, n)
             if guess > cap:
@@ -502,20 +578,21 @@ def run_chain(mods: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             err = rel_err(values.get(label), ref) if label != ref_name else math.nan
             row.append(fmt_num(ratio(t, t_solve), ".3g"))
             rec[label] = {"grad_s": t, "over_solve": ratio(t, t_solve), "rel_err": err}
-        for label in (FWD, DA, DA_USER):
+        for label in CHAIN_ERRORS:
             row.append(fmt_num(rec[label]["rel_err"]))
         measured_sizes.append(n)
         rows.append(row)
         records.append(rec)
-    headers = ["n_params", "solve", FWD, "Fwd(ec=False)", DA, "DA+user vjp", f"err {FWD}",
-               "err DA", "err DA+vjp"]
+    headers = ["n_params", "solve", FWD, "Fwd(ec=F)", DA, "DA+vjp", ADJ, "Adj+vjp",
+               "err Fwd", "err DA", "err DA+vjp", "err Adj", "err Adj+vjp"]
     print(format_table(headers, rows))
-    print(f"gradient columns: time per gradient / time of one plain solve at the same n; "
-          f"err: normwise relative difference to {CS} (to {DA} where {CS} is over the cap)")
+    print(f"gradient columns: time per gradient / time of one plain solve at the same n "
+          f"(Fwd(ec=F): {FWD_NOEC}; +vjp: on the problem with the user vjp); err: normwise "
+          f"relative difference to {CS} (to {DA} where {CS} is over the cap)")
 
     summary: dict[str, Any] = {}
     crossings: dict[str, float] = {}
-    for adj in (DA, DA_USER):
+    for adj in (DA, DA_USER, ADJ, ADJ_USER):
         for fwd in (FWD, FWD_NOEC):
             text, n_star = crossover(measured_sizes, series[adj], series[fwd])
             print(f"{adj} cheaper than {fwd}: {text}")
@@ -533,12 +610,275 @@ def run_chain(mods: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             "summary": summary, "notes": notes}
 
 
+# --- (C) stiff: Robertson with a Rosenbrock method ---------------------------------------
+
+ADJ_STIFF_CP = f"Adjoint(checkpoints={STIFF_CHECKPOINTS})"
+AUTO_SENS = 'sensitivity="auto"'
+STIFF_PEER = "diffrax Kvaerno5 RecursiveCheckpointAdjoint"
+
+
+def rosenbrock_auto_rule(k: int, n: int) -> str:
+    """What ``vjp(sensitivity="auto")`` is to pick for a Rosenbrock method (the rule that
+    (C) checks, ROSENBROCK_AUTO_RULE)."""
+    return DA if k >= max(4, n / 2) else FWD
+
+
+def scaled_err(value: np.ndarray | None, ref: np.ndarray | None, scale: np.ndarray) -> float:
+    """max_k |g_k - r_k| / scale_k, scale_k = sum_{i,j} |w_ij dy_i(t_j)/dtheta_k|: the size
+    of the terms that gradient component sums. The Robertson gradient's components span ten
+    orders of magnitude (d/dk2 ~ 1e-9, d/dy0 ~ 1), which a normwise error would hide, and with
+    a random cotangent a component can cancel (d/dk1 here by ~1e3), which a componentwise
+    relative error would blow up (rounding in the summation then reads as 1e-10)."""
+    if value is None or ref is None or value.shape != ref.shape:
+        return math.nan
+    k = len(ref)
+    return float(np.max(np.abs(value - ref) / np.maximum(scale[:k], 1e-300)))
+
+
+def stiff_paramest(pe: Any, prob: Any, cot: np.ndarray, out: list[Contender],
+                   notes: list[str]) -> dict[str, str]:
+    """The paramest contenders of (C), named "<method> <label> [k=<k>]"; returns what
+    sensitivity="auto" chose, by contender name."""
+    chosen: dict[str, str] = {}
+    adj = sensitivity_of(pe, notes, "Adjoint")
+    adj_cp = sensitivity_of(pe, notes, "Adjoint", checkpoints=STIFF_CHECKPOINTS)
+    for method in (STIFF_METHOD, "auto"):
+        def plain(method=method):
+            return pe.solve(prob, method, t_eval=STIFF_T, rtol=STIFF_RTOL, atol=STIFF_ATOL).y
+
+        _add(out, notes, f"{method} plain solve", lambda plain=plain: plain, kind="solve")
+        senses = {FWD: pe.Forward(), FWD_NOEC: pe.Forward(error_control=False),
+                  DA: pe.DiscreteAdjoint(), ADJ: adj, AUTO_SENS: "auto"}
+        if method != "auto":
+            # checkpoints do not follow method="auto"'s switch (refused with SwitchedToStiff)
+            senses[ADJ_STIFF_CP] = adj_cp
+        for k in STIFF_KS:
+            sens_y0 = None if k == 3 else [0, 1, 2]
+            for label, sens in senses.items():
+                if sens is None:
+                    continue
+                name = f"{method} {label} [k={k}]"
+
+                def grad(sens=sens, method=method, sens_y0=sens_y0):
+                    return pe.vjp(prob, STIFF_T, cot, sensitivity=sens, sens_y0=sens_y0,
+                                  method=method, rtol=STIFF_RTOL, atol=STIFF_ATOL)
+
+                _add(out, notes, name, lambda grad=grad: grad)
+                if sens == "auto" and out and out[-1].name == name:
+                    chosen[name] = str(getattr(grad(), "sensitivity", "?"))
+    return chosen
+
+
+def stiff_diffrax(jax: Any, dfx: Any, cot: np.ndarray, out: list[Contender],
+                  notes: list[str]) -> None:
+    jnp = jax.numpy
+
+    def f(t, y, p):
+        return jnp.stack([-p[0] * y[0] + p[2] * y[1] * y[2],
+                          p[0] * y[0] - p[2] * y[1] * y[2] - p[1] * y[1] * y[1],
+                          p[1] * y[1] * y[1]])
+
+    ts, w = jnp.asarray(STIFF_T), jnp.asarray(cot.T)  # diffrax's ys are (n_times, n)
+
+    def loss(p, y0):
+        sol = dfx.diffeqsolve(
+            dfx.ODETerm(f), dfx.Kvaerno5(), 0.0, STIFF_T_END, 1e-6, y0, args=p,
+            saveat=dfx.SaveAt(ts=ts),
+            stepsize_controller=dfx.PIDController(rtol=STIFF_RTOL, atol=STIFF_ATOL),
+            max_steps=100_000, adjoint=dfx.RecursiveCheckpointAdjoint())
+        return jnp.sum(w * sol.ys)
+
+    def build(k: int) -> Callable[[], np.ndarray]:
+        g = jax.jit(jax.grad(loss, argnums=0 if k == 3 else (0, 1)))
+        p0, y0 = jnp.asarray(ROB_P), jnp.asarray(ROB_Y0)
+
+        def run() -> np.ndarray:
+            r = jax.block_until_ready(g(p0, y0))
+            return np.concatenate([np.asarray(x) for x in (r if k != 3 else (r,))])
+
+        run()  # compile: part of the setup
+        return run
+
+    for k in STIFF_KS:
+        _add(out, notes, f"{STIFF_PEER} [k={k}]", lambda k=k: build(k))
+
+
+def run_stiff(mods: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    print(f"\n=== (C) stiff gradient: Robertson (k1, k2, k3) = (0.04, 3e7, 1e4), y0 = (1, 0, 0),"
+          f" {len(STIFF_T)} log-spaced outputs on [1e-3, 1e3], {STIFF_METHOD} and "
+          f'method="auto", rtol={STIFF_RTOL:g}, atol={STIFF_ATOL:g}, cotangent N(0, 1); '
+          f"k = 3 (the rates) and k = 6 (rates and initial states)")
+    pe = mods.get("pe")
+    if pe is None:
+        print(f"note: paramest not available ({NOT_YET}); skipped")
+        return {}
+    notes: list[str] = []
+    n = len(ROB_Y0)
+    cot = np.random.default_rng(3).standard_normal((n, len(STIFF_T)))
+    prob = pe.ODEProblem(robertson, ROB_Y0, (0.0, STIFF_T_END), ROB_P)
+    rtol_ref, atol_ref = STIFF_TIGHT
+
+    def tight(rtol: float, atol: float) -> np.ndarray:
+        """Forward sensitivities dy/d(p, y0), shape (n, 6, n_times)."""
+        return np.asarray(pe.solve(prob, STIFF_METHOD, t_eval=STIFF_T, rtol=rtol, atol=atol,
+                                   sensitivity=pe.Forward(), sens_y0=[0, 1, 2]).sens)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            S_ref, ref_s = timed(tight, rtol_ref, atol_ref)
+            S_chk = tight(10 * rtol_ref, 10 * atol_ref)
+    except Exception as exc:
+        print(f"note: the tight reference failed ({type(exc).__name__}: {exc}); skipped")
+        return {}
+    ref = np.einsum("it,ikt->k", cot, S_ref)
+    scale = np.einsum("it,ikt->k", np.abs(cot), np.abs(S_ref))
+    est = scaled_err(np.einsum("it,ikt->k", cot, S_chk), ref, scale)
+    print(f"tight reference: {STIFF_METHOD} {FWD} sensitivities at rtol={rtol_ref:g} "
+          f"atol={atol_ref:g} ({fmt_time(ref_s)}), gradient sum_ij w_ij dy_i(t_j)/dtheta = "
+          f"[{', '.join(f'{g:.10g}' for g in ref)}]; error measure of the rtol="
+          f"{10 * rtol_ref:g} run against it: {est:.1e}")
+    print("error measure: max_k |g_k - r_k| / sum_ij |w_ij dy_i(t_j)/dtheta_k| (the size of "
+          "the terms each component sums; the gradient w.r.t. k1 cancels to ~1e-3 of them)")
+    # the step counts (and where "auto" switches): Forward() with error control takes its
+    # own steps, the other sensitivities those of the plain solve
+    for method, label, sens in ((STIFF_METHOD, "solve", None), ("auto", "solve", None),
+                                ("auto", f"solve with {FWD}", pe.Forward())):
+        try:
+            sol = pe.solve(prob, method, t_eval=STIFF_T, rtol=STIFF_RTOL, atol=STIFF_ATOL,
+                           **({"sensitivity": sens} if sens is not None else {}))
+        except Exception as exc:
+            print(f"note: {method} {label} failed ({type(exc).__name__}: {exc})")
+            continue
+        switches = getattr(sol, "switches", None)
+        print(f"{method} {label}: {getattr(sol, 'n_accepted', '?')} accepted, "
+              f"{getattr(sol, 'n_rejected', '?')} rejected steps"
+              + (f"; switches {[(f'{t:.4g}', a, b) for t, a, b in switches]}"
+                 if switches else ""))
+
+    contenders: list[Contender] = []
+    chosen = stiff_paramest(pe, prob, cot, contenders, notes)
+    if "diffrax" in mods:
+        stiff_diffrax(mods["jax"], mods["diffrax"], cot, contenders, notes)
+    timings = time_contenders(contenders, args.rounds, args.batch_seconds,
+                              slow_rounds=min(args.rounds, 3))
+    by_name = {c.name: c for c in contenders}
+
+    def med(name: str) -> float:
+        return timings[name].median if name in timings else math.nan
+
+    def value(name: str) -> np.ndarray | None:
+        c = by_name.get(name)
+        return c.value if c is not None else None
+
+    row_labels = [(STIFF_METHOD, lbl) for lbl in
+                  ("plain solve", FWD, FWD_NOEC, DA, ADJ, ADJ_STIFF_CP, AUTO_SENS)]
+    row_labels += [("auto", lbl) for lbl in ("plain solve", FWD, FWD_NOEC, DA, ADJ, AUTO_SENS)]
+    row_labels += [(None, STIFF_PEER)]
+    headers = ["contender"]
+    for k in STIFF_KS:
+        headers += [f"k={k}", "/ solve", "err vs ec=F", "err vs tight"]
+    headers += ["IQR/med", "1st call"]
+    rows, records = [], []
+    for method, label in row_labels:
+        row_name = label if method is None else f"{method} {label}"
+        names = ([f"{method} plain solve"] if label == "plain solve"
+                 else [f"{row_name} [k={k}]" for k in STIFF_KS])
+        if not any(nm in by_name for nm in names):
+            continue
+        row, spreads, firsts = [row_name], [], []
+        for k in STIFF_KS:
+            if label == "plain solve" and k != STIFF_KS[0]:
+                row += ["", "", "", ""]  # one solve for both k: in the first k's columns
+                continue
+            name = names[0] if label == "plain solve" else f"{row_name} [k={k}]"
+            t = med(name)
+            solve_t = med(f"{method or STIFF_METHOD} plain solve")
+            is_grad = label != "plain solve"
+            r_k = ref[:k]
+            noec = value(f"{method} {FWD_NOEC} [k={k}]") if method is not None else None
+            e_noec = (scaled_err(value(name), noec, scale)
+                      if is_grad and label != FWD_NOEC and method is not None else math.nan)
+            e_tight = scaled_err(value(name), r_k, scale) if is_grad else math.nan
+            row += [fmt_time(t), fmt_num(ratio(t, solve_t), ".3g"), fmt_num(e_noec),
+                    fmt_num(e_tight)]
+            if name in timings:
+                spreads.append(timings[name].spread)
+                c = by_name[name]
+                firsts.append((0.0 if math.isnan(c.setup_s) else c.setup_s) + c.first_s)
+            rec: dict[str, Any] = {"name": name, "k": k, **(timings[name].as_dict()
+                                                              if name in timings else {}),
+                                   "over_plain_solve": ratio(t, solve_t),
+                                   "rel_err_vs_noec": e_noec, "rel_err_vs_tight": e_tight}
+            if name in by_name:
+                rec.update(setup_s=by_name[name].setup_s, first_call_s=by_name[name].first_s,
+                           gradient=by_name[name].value, chosen=chosen.get(name))
+            records.append(rec)
+        finite = [x for x in spreads if math.isfinite(x)]
+        row += [fmt_pct(max(finite)) if finite else "-",
+                fmt_time(max(firsts)) if firsts else "-"]
+        rows.append(row)
+    print(format_table(headers, rows))
+    print(f"k=3 / k=6: median time per gradient; / solve: over the plain solve of the same "
+          f"method (the diffrax row: over paramest's {STIFF_METHOD} solve); err (measure "
+          f"above): against {FWD_NOEC} of the same method and k (the derivative of the "
+          f"discrete solution) and against the tight {FWD}; IQR/med: the larger of the two k; "
+          f"1st call: setup and first call (compilation), the larger of the two")
+    for name, what in chosen.items():
+        print(f"{AUTO_SENS} chose for {name}: {what}")
+
+    summary: dict[str, Any] = {}
+    lines: list[str] = []
+    for k in STIFF_KS:
+        r = ratio(med(f"{STIFF_METHOD} {DA} [k={k}]"), med(f"{STIFF_METHOD} {FWD} [k={k}]"))
+        r_noec = ratio(med(f"{STIFF_METHOD} {DA} [k={k}]"),
+                       med(f"{STIFF_METHOD} {FWD_NOEC} [k={k}]"))
+        rule = rosenbrock_auto_rule(k, n)
+        if not math.isfinite(r):
+            verdict_k = "n/a"
+        elif abs(r - 1.0) < 0.1:
+            verdict_k = f"a tie within ~10 % (the rule picks {rule})"
+        else:
+            cheaper = DA if r < 1.0 else FWD
+            verdict_k = (f"{cheaper} is cheaper; the rule picks {rule}: "
+                         f"{'supported' if cheaper == rule else 'NOT supported'}")
+        summary[f"{STIFF_METHOD} {DA} / {FWD}, k={k}"] = r
+        summary[f"{STIFF_METHOD} {DA} / {FWD_NOEC}, k={k}"] = r_noec
+        summary[f"rule check k={k}"] = verdict_k
+        lines.append(f"{STIFF_METHOD} {DA} / {FWD} at k={k}: {fmt_num(r, '.3g')} "
+                     f"(/ {FWD_NOEC}: {fmt_num(r_noec, '.3g')}) -> {verdict_k}")
+    for k in STIFF_KS:
+        for num, den in ((f"{STIFF_METHOD} {ADJ}", f"{STIFF_METHOD} {FWD}"),
+                         (f"{STIFF_METHOD} {ADJ}", f"{STIFF_METHOD} {DA}"),
+                         (f"{STIFF_METHOD} {ADJ_STIFF_CP}", f"{STIFF_METHOD} {ADJ}"),
+                         (f"auto {DA}", f"auto {FWD}"),
+                         (f"auto {AUTO_SENS}", f"auto {FWD}"),
+                         (f"{STIFF_PEER}", f"{STIFF_METHOD} {DA}")):
+            key = f"{num} / {den}, k={k}"
+            summary[key] = ratio(med(f"{num} [k={k}]"), med(f"{den} [k={k}]"))
+            if math.isfinite(summary[key]):
+                lines.append(f"{key}: {fmt_num(summary[key], '.3g')}")
+        e = scaled_err(value(f"{STIFF_METHOD} {DA} [k={k}]"),
+                       value(f"{STIFF_METHOD} {FWD_NOEC} [k={k}]"), scale)
+        summary[f"{STIFF_METHOD} {DA} vs {FWD_NOEC}, k={k}"] = e
+        lines.append(f"{STIFF_METHOD} {DA} vs {FWD_NOEC} at k={k}: {fmt_num(e)} (the same "
+                     "derivative of the discrete solution: rounding, ~1e-12, expected)")
+    print(f"rule of {AUTO_SENS} for Rosenbrock methods (n = {n}): {ROSENBROCK_AUTO_RULE}")
+    for line in lines:
+        print(line)
+    for note in notes:
+        print(f"note: {note}")
+    return {"tight_reference": ref, "error_scale": scale,
+            "tight_reference_error_estimate": est,
+            "auto_chose": chosen, "results": records, "summary": summary, "notes": notes}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="few rounds, short batches, fewer sizes, no peers")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
-    parser.add_argument("--rounds", type=int, help="(A) timing rounds per contender")
+    parser.add_argument("--rounds", type=int, help="(A), (C) timing rounds per contender")
     parser.add_argument("--chain-rounds", type=int, help="(B) timing rounds per contender")
     parser.add_argument("--batch-seconds", type=float, help="target length of one timed batch")
     parser.add_argument("--sizes", type=int, nargs="+", metavar="N",
@@ -548,9 +888,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"(B) skip a gradient predicted to take longer per call "
                              f"(default {CAP_S:g}, --quick {CAP_S_QUICK:g})")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=None,
-                        help="time diffrax and torchdiffeq in (A) (default: yes, not with "
-                             "--quick)")
-    parser.add_argument("--only", choices=("A", "B"), nargs="+", help="run only these workloads")
+                        help="time diffrax and torchdiffeq in (A), diffrax in (C) (default: "
+                             "yes, not with --quick)")
+    parser.add_argument("--only", choices=("A", "B", "C"), nargs="+",
+                        help="run only these workloads")
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 3 if args.quick else 7
@@ -562,8 +903,8 @@ def main(argv: list[str] | None = None) -> int:
         args.cap_seconds = CAP_S_QUICK if args.quick else CAP_S
     if args.peers is None:
         args.peers = not args.quick
-    workloads = set(args.only or ("A", "B"))
-    if "A" not in workloads:
+    workloads = set(args.only or ("A", "B", "C"))
+    if not workloads & {"A", "C"}:
         args.peers = False
 
     t0 = time.perf_counter()
@@ -576,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     print("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in vers.items()))
     for name, why in missing.items():
         print(f"note: {name}: {why}")
-    print(f"timing: (A) {args.rounds} interleaved rounds, batches of "
+    print(f"timing: (A), (C) {args.rounds} interleaved rounds, batches of "
           f"~{fmt_time(args.batch_seconds)} (calls over {fmt_time(SLOW_CALL_S)}: "
           f"{min(args.rounds, 3)} single calls); (B) {args.chain_rounds} rounds; median time "
           "per call after a warm-up (compilation is the setup / 1st call column)")
@@ -586,6 +927,8 @@ def main(argv: list[str] | None = None) -> int:
         results["lotka_volterra"] = run_lotka_volterra(mods, args)
     if "B" in workloads:
         results["chain"] = run_chain(mods, args)
+    if "C" in workloads:
+        results["stiff"] = run_stiff(mods, args)
     print(f"\ntotal benchmark time: {fmt_time(time.perf_counter() - t0)}")
     if args.json:
         write_json(args.json, {"benchmark": "gradients", "machine": info, "versions": vers,

@@ -177,11 +177,16 @@ _METHODS_BY_DENSE = {}
 
 
 def adjoint_forward(problem, sensitivity, t_eval, columns, method, rtol, atol, p, y0,
-                    solve_options):
+                    solve_options, follow_switches=True):
     """The forward pass of ``sensitivity`` (an adjoint) for the outputs at ``t_eval``.
 
     Raises :class:`SolveError` when the solve fails and :class:`SwitchedToStiff` where the
-    adjoint cannot follow it. See the module docstring.
+    adjoint cannot follow it, or, with ``follow_switches=False``, where ``method="auto"``
+    switched at all: a plain ``"auto"`` solve of a stiff problem tends to switch later
+    than one carrying forward sensitivities (whose stiffness test sees them too), so that
+    an automatic choice is better off with :class:`paramest.Forward` there (Robertson:
+    6890 Tsit5 steps before the switch at t = 10, against 1825 and t = 2). See the module
+    docstring.
     """
     from paramest.solve import _METHOD_TABLE, _method_entry, _tolerances, solve
 
@@ -204,7 +209,11 @@ def adjoint_forward(problem, sensitivity, t_eval, columns, method, rtol, atol, p
                                      solve_options, **common)
         return _backward_settings(run, rtol, solve_options)
     sol = solve(problem, method, t_eval, rtol=rtol, atol=atol, p=params, y0=y0,
-                dense_output=True, **solve_options)
+                dense_output=True, _stop_at_switch=not follow_switches, **solve_options)
+    if sol.status == st.SWITCH_TO_STIFF:
+        raise SwitchedToStiff(
+            f"method='auto' switched to its stiff method at t = {sol.t_final:g}"
+        )
     if not sol.success:
         raise SolveError(f"vjp: the solve failed: {sol.message}", sol)
     by_dense = _METHODS_BY_DENSE or _METHODS_BY_DENSE.update(
@@ -259,10 +268,10 @@ def _backsolve_forward(problem, entry, t_eval, rtol, atol, y0, solve_options, co
 
 
 def discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol, atol, p, y0,
-                         sensitivity, solve_options):
+                         sensitivity, solve_options, follow_switches=True):
     """The gradient of ``sum(weights * y(t_eval))`` over ``columns`` by an adjoint."""
     run = adjoint_forward(problem, sensitivity, t_eval, columns, method, rtol, atol, p, y0,
-                          solve_options)
+                          solve_options, follow_switches)
     return run.gradient(weights)
 
 

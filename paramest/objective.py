@@ -728,12 +728,13 @@ class Objective:
                     run = adjoint_forward(
                         self.problem, method, e.times, e.columns, self.solver, self.rtol,
                         self.atol, p, y0, {"max_steps": self.max_steps},
+                        follow_switches=not self._automatic,
                     )
                 except SwitchedToStiff:
                     if not self._automatic:
                         raise
-                    # "auto" met a stiff stretch the adjoint cannot follow: forward
-                    # sensitivities for this experiment in this evaluation
+                    # solver="auto" switched: forward sensitivities for this experiment in
+                    # this evaluation (their solve switches earlier, see adjoint_forward)
                     method = self.jacobian_sensitivity
                 except SolveError as error:
                     solution = getattr(error, "solution", None)

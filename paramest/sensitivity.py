@@ -627,12 +627,14 @@ def vjp(problem, t_eval, cotangent, *, sensitivity="auto", sens_params=None, sen
         The weight of each output.
     sensitivity : "auto" or SensitivityMethod, default "auto"
         How to differentiate: :class:`Forward`, :class:`ComplexStep`,
-        :class:`FiniteDifferences`, or :class:`DiscreteAdjoint` (a reverse pass, explicit
-        methods; the continuous adjoints come in a later release). ``"auto"`` takes the
-        discrete adjoint where it was measured to be cheaper (explicit methods, k columns
-        with k >= 6 and k >= n/2, or k >= 3 when the problem has its own ``vjp``) and
-        :class:`Forward` otherwise, also when ``method="auto"`` switches to its stiff
-        method; ``result.sensitivity`` says which.
+        :class:`FiniteDifferences`, or an adjoint: :class:`DiscreteAdjoint` (a reverse pass
+        over the steps), :class:`Adjoint` (the continuous adjoint, checkpointed) or
+        :class:`BacksolveAdjoint`. ``"auto"`` takes the discrete adjoint where it was
+        measured to be cheaper (k columns: explicit methods from k >= 6 and k >= n/2,
+        Rosenbrock methods from k >= 4 and k >= n/2, any method from k >= 3 when the
+        problem has its own ``vjp``) and :class:`Forward` otherwise, also when
+        ``method="auto"`` switches to its stiff method (a solve carrying sensitivities
+        switches earlier); ``result.sensitivity`` says which.
     sens_params, sens_y0 : optional
         The columns: parameters (default all) and initial states (default none), by index
         or name.
@@ -695,11 +697,14 @@ def vjp(problem, t_eval, cotangent, *, sensitivity="auto", sens_params=None, sen
         columns = Columns(problem, sens_params, sens_y0)
         try:
             gradient = discrete_adjoint_vjp(problem, t_eval, weights, columns, method, rtol,
-                                            atol, p, y0, sensitivity, solve_options)
+                                            atol, p, y0, sensitivity, solve_options,
+                                            follow_switches=not automatic)
         except SwitchedToStiff:
             if not automatic:
                 raise
-            sensitivity = Forward()  # "auto" met a stiff stretch: no discrete adjoint there
+            # "auto" switched to its stiff method: Forward() there (its own solve switches
+            # earlier, see paramest.adjoint.adjoint_forward)
+            sensitivity = Forward()
         else:
             return Gradient(gradient, sensitivity)
     sol = solve(

@@ -492,6 +492,7 @@ def solve(
     sensitivity=None,
     sens_params=None,
     sens_y0=None,
+    _stop_at_switch=False,
 ):
     """Solve an :class:`ODEProblem` with a compiled explicit Runge–Kutta or Rosenbrock
     method.
@@ -690,7 +691,8 @@ def solve(
             active, fields, state, kernel_params, kernel_atol, fopts, iopts, times, run, K
         )
         switches = _NO_SWITCHES
-        if code == st.SWITCH_TO_STIFF:
+        # (the adjoints' automatic choice stops here and takes forward sensitivities)
+        if code == st.SWITCH_TO_STIFF and not _stop_at_switch:
             code, switches, active = _switch_methods(
                 code, active, fields, state, kernel_params, kernel_atol, fopts, iopts, times,
                 run, dense_output,
