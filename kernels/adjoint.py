@@ -35,6 +35,7 @@ from .fields import (
     interpolate_store,
     model_vjp,
     parameter_vjp,
+    vjp_workspace,
 )
 from .rosenbrock import integrate_rosenbrock, model_jacobian
 from .status import (
@@ -131,13 +132,7 @@ def discrete_adjoint_explicit(addresses, mode, tab, tab_info, step_t, step_h, st
     mu = np.empty(n)
     g = np.empty(max(k, 1))
     stage_y = np.empty(n)
-    yc = np.empty(n, dtype=np.complex128)
-    pc = np.empty(n_params, dtype=np.complex128)
-    fc = np.empty(n, dtype=np.complex128)
-    yr = np.empty(n)
-    pr = np.empty(n_params)
-    f_plus = np.empty(n)
-    f_minus = np.empty(n)
+    yc, pc, fc, yr, pr, f_plus, f_minus = vjp_workspace(n, n_params)
     interpolated = s_total if s_total > n_stages else n_stages
     # The reverse loop runs on views without reference counts (stepping.unmanaged), as the
     # integrators' step loops do: the arguments outlive the call, and what this call
@@ -200,10 +195,9 @@ def reference_vjp(addresses, mode, t, y, p, u, out_y, out_p):
     compares a user ``vjp`` with it)."""
     n = y.shape[0]
     n_params = p.shape[0]
-    model_vjp(addresses, mode, t, y, p, u, np.arange(n_params), out_y, out_p,
-              np.empty(n, dtype=np.complex128), np.empty(n_params, dtype=np.complex128),
-              np.empty(n, dtype=np.complex128), np.empty(n), np.empty(n_params), np.empty(n),
-              np.empty(n))
+    yc, pc, fc, yr, pr, f_plus, f_minus = vjp_workspace(n, n_params)
+    model_vjp(addresses, mode, t, y, p, u, np.arange(n_params), out_y, out_p, yc, pc, fc, yr,
+              pr, f_plus, f_minus)
 
 
 @njit(cache=True, error_model="numpy", nogil=True, inline="always")
@@ -327,13 +321,7 @@ def discrete_adjoint_rosenbrock(addresses, mode, jac_mode, time_mode, tab, tab_i
     jac_user = np.empty((n, n))
     lu = np.empty((n, n))
     pivots = np.empty(n, dtype=np.int64)
-    yc = np.empty(n, dtype=np.complex128)
-    pc = np.empty(n_params, dtype=np.complex128)
-    fc = np.empty(n, dtype=np.complex128)
-    yr = np.empty(n)
-    pr = np.empty(n_params)
-    f_plus = np.empty(n)
-    f_minus = np.empty(n)
+    yc, pc, fc, yr, pr, f_plus, f_minus = vjp_workspace(n, n_params)
     owned = (step_of, u_bar, lam_new, v, v_time, mu, g, mu_minus, g_minus, stage_y, jac,
              jac_user, lu, pivots, yc, pc, fc, yr, pr, f_plus, f_minus)
     (addresses, tab, atol, step_t, step_h, step_y, step_k, step_end, t_eval, weights, p,
@@ -471,13 +459,7 @@ def adjoint_quadrature(addresses, mode, lam_t, lam_h, lam_y, lam_k, lam_dense, b
     y = np.empty(n)
     lam = np.empty(n)
     g = np.empty(max(k, 1))
-    yc = np.empty(n, dtype=np.complex128)
-    pc = np.empty(n_params, dtype=np.complex128)
-    fc = np.empty(n, dtype=np.complex128)
-    pr = np.empty(n_params)
-    f_plus = np.empty(n)
-    f_minus = np.empty(n)
-    out_y = np.empty(n)
+    yc, pc, fc, out_y, pr, f_plus, f_minus = vjp_workspace(n, n_params)
     for d in range(n_steps):
         # the step runs backwards from lam_t[d]: its length in forward time is -h
         length = -lam_h[d]

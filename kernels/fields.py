@@ -212,6 +212,15 @@ def model_vjp(addresses, mode, t, y, p, u, param_idx, out_y, out_p, yc, pc, fc, 
 
 
 @njit(cache=True, error_model="numpy", nogil=True, inline="always")
+def vjp_workspace(n, n_params):
+    """The work arrays of :func:`model_vjp` for ``n`` states and ``n_params`` parameters:
+    ``(yc, pc, fc, yr, pr, f_plus, f_minus)``."""
+    return (np.empty(n, dtype=np.complex128), np.empty(n_params, dtype=np.complex128),
+            np.empty(n, dtype=np.complex128), np.empty(n), np.empty(n_params), np.empty(n),
+            np.empty(n))
+
+
+@njit(cache=True, error_model="numpy", nogil=True, inline="always")
 def parameter_vjp(addresses, mode, t, y, p, u, param_idx, out_p, yc, pc, fc, pr, f_plus,
                   f_minus, out_y):
     """``out_p[c] = (df/dp_{param_idx[c]})^T u`` alone: ``k`` complex evaluations (or
@@ -715,13 +724,11 @@ def _adjoint_field_workspace(field, Y, p):
     def impl(field, Y, p):
         n = field[1][AI_N]
         n_p = p.shape[0]
-        # yc, pc, fc (complex products), yr, pr, f_plus, f_minus (real ones), the
-        # interpolated state, the (empty) parameter columns, their output, two right-hand
-        # sides for differences in t
-        return (np.empty(n, dtype=np.complex128), np.empty(n_p, dtype=np.complex128),
-                np.empty(n, dtype=np.complex128), np.empty(n), np.empty(n_p), np.empty(n),
-                np.empty(n), np.empty(n), np.empty(0, dtype=np.int64), np.empty(1),
-                np.empty(Y.shape[0]), np.empty(Y.shape[0]))
+        # the products' work arrays (vjp_workspace), the interpolated state, the (empty)
+        # parameter columns, their output, two right-hand sides for differences in t
+        return vjp_workspace(n, n_p) + (np.empty(n), np.empty(0, dtype=np.int64),
+                                         np.empty(1), np.empty(Y.shape[0]),
+                                         np.empty(Y.shape[0]))
     return impl
 
 
