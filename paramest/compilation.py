@@ -99,7 +99,7 @@ _register(
 _register(
     adjoint.discrete_adjoint_rosenbrock,
     lambda args: "the discrete adjoint of the Rosenbrock methods (reverse pass)",
-    "5-15 s", "adjoint:discrete-rosenbrock", True,
+    "15-40 s", "adjoint:discrete-rosenbrock", True,
 )
 for _sweep, _family in ((adjoint.backward_sweep_explicit, "explicit"),
                         (adjoint.backward_sweep_rosenbrock, "Rosenbrock")):
