@@ -188,7 +188,7 @@ def adjoint_forward(problem, sensitivity, t_eval, columns, method, rtol, atol, p
     6890 Tsit5 steps before the switch at t = 10, against 1825 and t = 2). See the module
     docstring.
     """
-    from paramest.solve import _METHOD_TABLE, _method_entry, _tolerances, solve
+    from paramest.solve import _METHOD_TABLE, _method_entry, _solve, _tolerances
 
     entry = _method_entry(method)
     if solve_options.get("dense_output"):
@@ -208,8 +208,13 @@ def adjoint_forward(problem, sensitivity, t_eval, columns, method, rtol, atol, p
         run = _CheckpointedRun.start(entry, t_eval, rtol, (atol,), y0, checkpoints,
                                      solve_options, **common)
         return _backward_settings(run, rtol, solve_options)
-    sol = solve(problem, method, t_eval, rtol=rtol, atol=atol, p=params, y0=y0,
-                dense_output=True, _stop_at_switch=not follow_switches, **solve_options)
+    unknown = set(solve_options) - {"first_step", "max_step", "max_steps", "dt"}
+    if unknown:
+        raise TypeError(f"vjp got unexpected keyword arguments {sorted(unknown)}")
+    sol = _solve(problem, method, t_eval, rtol, atol, solve_options.get("first_step"),
+                 solve_options.get("max_step", np.inf), solve_options.get("max_steps", 100_000),
+                 True, params, y0, solve_options.get("dt"), None, None, None,
+                 not follow_switches)
     if sol.status == st.SWITCH_TO_STIFF:
         raise SwitchedToStiff(
             f"method='auto' switched to its stiff method at t = {sol.t_final:g}"

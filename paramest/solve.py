@@ -492,7 +492,6 @@ def solve(
     sensitivity=None,
     sens_params=None,
     sens_y0=None,
-    _stop_at_switch=False,
 ):
     """Solve an :class:`ODEProblem` with a compiled explicit Runge–Kutta or Rosenbrock
     method.
@@ -586,6 +585,14 @@ def solve(
     >>> sol.success, round(float(sol.y[0, -1]), 6)
     (True, 0.017866)
     """
+    return _solve(problem, method, t_eval, rtol, atol, first_step, max_step, max_steps,
+                  dense_output, p, y0, dt, sensitivity, sens_params, sens_y0, False)
+
+
+def _solve(problem, method, t_eval, rtol, atol, first_step, max_step, max_steps,
+           dense_output, p, y0, dt, sensitivity, sens_params, sens_y0, stop_at_switch):
+    """:func:`solve`; ``stop_at_switch`` ends a ``method="auto"`` solve at its first switch
+    to the stiff method (status ``SWITCH_TO_STIFF``), for the adjoints' automatic choice."""
     if not isinstance(problem, ODEProblem):
         raise TypeError(f"`problem` must be an ODEProblem, got {type(problem).__name__}")
     model = problem.model
@@ -691,8 +698,7 @@ def solve(
             active, fields, state, kernel_params, kernel_atol, fopts, iopts, times, run, K
         )
         switches = _NO_SWITCHES
-        # (the adjoints' automatic choice stops here and takes forward sensitivities)
-        if code == st.SWITCH_TO_STIFF and not _stop_at_switch:
+        if code == st.SWITCH_TO_STIFF and not stop_at_switch:
             code, switches, active = _switch_methods(
                 code, active, fields, state, kernel_params, kernel_atol, fopts, iopts, times,
                 run, dense_output,
