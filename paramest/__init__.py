@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from paramest.compilation import precompile
 from paramest.data import Data
+from paramest.ensemble import EnsembleSolution, solve_ensemble
 from paramest.errors import ComplexStepWarning, ModelError, SolveError
 from paramest.fit import fit
 from paramest.objective import Objective
@@ -35,6 +36,7 @@ __all__ = [
     "Data",
     "DenseOutput",
     "DiscreteAdjoint",
+    "EnsembleSolution",
     "FiniteDifferences",
     "FitResult",
     "Gradient",
@@ -49,6 +51,7 @@ __all__ = [
     "fit",
     "precompile",
     "solve",
+    "solve_ensemble",
     "vjp",
     "__version__",
 ]

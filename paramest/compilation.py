@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numba.core import event as numba_event
 
-from paramest.kernels import adjoint, derivatives, explicit, rosenbrock
+from paramest.kernels import adjoint, derivatives, ensemble, explicit, rosenbrock
 from paramest.kernels.fields import model_addresses, plain_field
 
 __all__ = ["KernelTime", "precompile"]
@@ -46,10 +46,12 @@ def _state_dtype(args):
 def _field_kind(args):
     """What an integrator's field (its first argument, kernels.fields) adds to the model:
     "" for the plain model."""
-    try:
-        members = args[0].types
-    except (IndexError, AttributeError):  # pragma: no cover - not a field tuple
+    # the field is the first argument of the integrators, the second of the ensemble
+    # driver (after its method family)
+    fields = [arg for arg in args[:2] if hasattr(arg, "types")]
+    if not fields:  # pragma: no cover - no field tuple
         return ""
+    members = fields[0].types
     if len(members) == 3:
         return (" with forward sensitivities" if members[2].ndim == 1
                 else " for complex-step sensitivities")
@@ -110,6 +112,11 @@ for _sweep, _family in ((adjoint.backward_sweep_explicit, "explicit"),
         ),
         "20-60 s", f"adjoint:sweep-{_family}:{{field}}", True,
     )
+_register(
+    ensemble.solve_ensemble,
+    lambda args: f"the parallel ensemble driver{_field_kind(args)}",
+    "50-150 s", "ensemble:{field}", True,
+)
 # under a second each, no notice: the df/dt helpers (compiled on the first stiff solve of a
 # model that reads t, just before the Rosenbrock integrator, whose notice follows) and the
 # dense-output evaluator
@@ -201,7 +208,7 @@ _KINDS = ("explicit", "stiff")
 
 
 def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, adjoints=False,
-               verbose=True):
+               ensembles=False, verbose=True):
     """Compile paramest's kernels now (or load them from Numba's disk cache).
 
     The integrators are compiled the first time they are used on a machine, which takes
@@ -225,6 +232,10 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, adjoints=F
         Also compile the adjoints for ``kinds``: the discrete adjoint's reverse passes
         (``DiscreteAdjoint()``), the continuous adjoint's backward passes (``Adjoint()``)
         and, for the explicit methods, ``BacksolveAdjoint()``'s.
+    ensembles : bool, default False
+        Also compile the parallel ensemble driver of :func:`paramest.solve_ensemble` (with
+        ``sensitivities`` also its variant with forward sensitivities). It calls both
+        integrator families, whatever ``kinds`` says.
     verbose : bool, default True
         Print the usual one-line notice for each kernel that is really compiled. With False
         nothing is printed.
@@ -238,7 +249,7 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, adjoints=F
         ``"explicit forward"``, ``"explicit complex directions"``, ``"rosenbrock forward"``,
         then with ``adjoints`` ``"explicit discrete adjoint"``, ``"explicit adjoint"``,
         ``"explicit backsolve"``, ``"rosenbrock discrete adjoint"``, ``"rosenbrock
-        adjoint"``.
+        adjoint"``, then with ``ensembles`` ``"ensemble"`` (and ``"ensemble forward"``).
 
     Raises
     ------
@@ -314,6 +325,18 @@ def precompile(kinds=_KINDS, complex_step=False, sensitivities=False, adjoints=F
                 steps.append((f"{family} {name}", lambda m=method, s=sensitivity: vjp(
                     problem, t_eval, cotangent, sensitivity=s, method=m
                 )))
+
+    if ensembles:
+        from paramest.ensemble import solve_ensemble
+
+        rows = np.array([[4.0, 0.5], [3.0, 0.5]])
+        steps.append(("ensemble", lambda: solve_ensemble(problem, p=rows, t_eval=t_eval)))
+        if sensitivities:
+            from paramest.sensitivity import Forward
+
+            steps.append(("ensemble forward", lambda: solve_ensemble(
+                problem, p=rows, t_eval=t_eval, sensitivity=Forward()
+            )))
 
     times = {}
     enabled = _NOTICES.enabled

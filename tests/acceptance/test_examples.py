@@ -71,7 +71,8 @@ def test_fit_from_csv_example_recovers_the_rates(tmp_path):
 @pytest.mark.parametrize(
     "module",
     ["paramest.problems", "paramest.solve", "paramest.solution", "paramest.model",
-     "paramest.sensitivity", "paramest.data", "paramest.objective", "paramest.fit"],
+     "paramest.sensitivity", "paramest.data", "paramest.objective", "paramest.fit",
+     "paramest.ensemble"],
 )
 def test_docstring_examples(module):
     failures, tried = doctest.testmod(
@@ -85,7 +86,8 @@ def test_public_functions_document_their_parameters():
 
     import paramest as pe
 
-    for obj in (pe.solve, pe.ODEProblem, pe.vjp, pe.fit, pe.Objective, pe.Data):
+    for obj in (pe.solve, pe.ODEProblem, pe.vjp, pe.fit, pe.Objective, pe.Data,
+                pe.solve_ensemble):
         doc = inspect.getdoc(obj)
         signature = inspect.signature(obj)
         for name in signature.parameters:
@@ -129,3 +131,19 @@ def test_readme_fitting_snippet_runs(capsys):
     assert printed[1] == "[1.51  0.99  2.972 0.987]"
     assert printed[2] == "[0.014 0.015 0.03  0.017]"
     assert printed[3].startswith("paramest fit (trf): success")
+
+
+def test_readme_ensemble_snippet_runs(capsys):
+    """The README's ensemble snippet (which continues the example) prints what its comment
+    says, and its bands are ordered."""
+    blocks = _readme_python_blocks()
+    example = next(b for b in blocks if "import paramest as pe" in b)
+    snippet = next(b for b in blocks if "pe.solve_ensemble(" in b)
+    namespace = {}
+    exec(compile(example, "README example", "exec"), namespace)
+    capsys.readouterr()
+    exec(compile(snippet, "README ensembles", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "(1000, 2, 101) True"
+    assert (namespace["low"] <= namespace["mid"]).all()
+    assert (namespace["mid"] <= namespace["high"]).all()

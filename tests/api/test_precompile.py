@@ -89,6 +89,12 @@ def test_precompile_with_adjoints():
     assert "rosenbrock backsolve" not in times  # backsolve refuses Rosenbrock methods
 
 
+def test_precompile_with_ensembles():
+    times = pe.precompile(kinds="explicit", ensembles=True, sensitivities=True,
+                          verbose=False)
+    assert list(times)[-2:] == ["ensemble", "ensemble forward"]
+
+
 def test_the_notice_names_the_field():
     from paramest.compilation import _KERNELS, _field_kind
     from paramest.kernels.adjoint import backward_sweep_explicit
