@@ -27,7 +27,8 @@ from pathlib import Path
 import numba
 import numpy as np
 from _common import fmt_time, format_table, machine_info, package_version, timed, write_json
-from numba import cfunc, njit, types
+from numba import cfunc, njit
+from ode_solve import RHS_SIG, lotka_volterra
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,17 +37,6 @@ ATOL = 1e-8
 T_EVAL = np.linspace(0.0, 10.0, 101)
 P0 = np.array([1.5, 1.0, 3.0, 1.0])
 Y0 = np.array([1.0, 1.0])
-
-RHS_SIG = types.void(
-    types.double, types.CPointer(types.double), types.CPointer(types.double),
-    types.CPointer(types.double),
-)
-
-
-def lotka_volterra(t, y, p, dydt):
-    dydt[0] = p[0] * y[0] - p[1] * y[0] * y[1]
-    dydt[1] = -p[2] * y[1] + p[3] * y[0] * y[1]
-
 
 def best_of(fn, repeats):
     """The best wall time of ``repeats`` calls (the machine is shared and noisy)."""

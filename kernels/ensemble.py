@@ -16,6 +16,7 @@ from numba import njit, prange
 from . import status as st
 from .explicit import integrate
 from .rosenbrock import integrate_rosenbrock
+from .stepping import restart_after_switch
 
 __all__ = ["FAMILY_EXPLICIT", "FAMILY_ROSENBROCK", "FAMILY_AUTO", "C_SIZE", "solve_ensemble"]
 
@@ -34,18 +35,6 @@ C_N_REJECTED = 4
 C_N_OUT = 5
 C_SWITCHES = 6
 C_SIZE = 7
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _restart_after_switch(fstate, istate):
-    """The new method starts afresh from the current ``(t, y, h)`` (as ``solve`` does)."""
-    istate[st.I_K0_VALID] = 0
-    istate[st.I_STIFF_COUNT] = 0
-    istate[st.I_NONSTIFF_COUNT] = 0
-    istate[st.I_PREVIOUS_REJECTED] = 0
-    istate[st.I_LAST_REJECT_NONFINITE] = 0
-    istate[st.I_STIFFNESS_DETECTED] = 0
-    fstate[st.F_ERR_PREVIOUS] = 1.0
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -84,7 +73,7 @@ def solve_ensemble(family, field, stiff_field, Y0, P, atol, fopts, iopts, stiff_
                              fstate, istate)
             while code == st.SWITCH_TO_STIFF or code == st.SWITCH_TO_NONSTIFF:
                 switches += 1
-                _restart_after_switch(fstate, istate)
+                restart_after_switch(fstate, istate)
                 if code == st.SWITCH_TO_STIFF:
                     code = integrate_rosenbrock(stiff_field, y, p, atol, fopts, stiff_iopts,
                                                 stiff_tab, stiff_tab_info, t_eval, t_out,

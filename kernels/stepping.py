@@ -213,3 +213,16 @@ def keep_alive(typingctx, value):
     def codegen(context, builder, signature, args):
         return context.get_dummy_value()
     return types.void(value), codegen
+
+
+@njit(cache=True, nogil=True)
+def restart_after_switch(fstate, istate):
+    """``method="auto"`` switched methods: the new one starts afresh from the current
+    ``(t, y, h)`` (no stored first stage, no stiffness counts, no rejection memory)."""
+    istate[st.I_K0_VALID] = 0
+    istate[st.I_STIFF_COUNT] = 0
+    istate[st.I_NONSTIFF_COUNT] = 0
+    istate[st.I_PREVIOUS_REJECTED] = 0
+    istate[st.I_LAST_REJECT_NONFINITE] = 0
+    istate[st.I_STIFFNESS_DETECTED] = 0
+    fstate[st.F_ERR_PREVIOUS] = 1.0

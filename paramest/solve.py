@@ -35,6 +35,7 @@ from paramest.kernels.rosenbrock import (
     pack_rosenbrock_tableau,
 )
 from paramest.kernels.rosenbrock_tableaus import ROSENBROCK_TABLEAUS
+from paramest.kernels.stepping import restart_after_switch
 from paramest.kernels.tableaus import TABLEAUS
 from paramest.kernels.validation import (
     TIMES_NOT_FINITE,
@@ -461,15 +462,7 @@ def _switch_methods(code, active, fields, y, params, atol, fopts, iopts, times, 
             run.dense_t, run.dense_h, run.dense_y, run.dense_k = _dense_buffers(
                 n, active.s_total, True, y.dtype
             )
-        # the new method starts afresh from the current (t, y, h)
-        istate = run.istate
-        istate[st.I_K0_VALID] = 0
-        istate[st.I_STIFF_COUNT] = 0
-        istate[st.I_NONSTIFF_COUNT] = 0
-        istate[st.I_PREVIOUS_REJECTED] = 0
-        istate[st.I_LAST_REJECT_NONFINITE] = 0
-        istate[st.I_STIFFNESS_DETECTED] = 0
-        run.fstate[st.F_ERR_PREVIOUS] = 1.0
+        restart_after_switch(run.fstate, run.istate)
         K = np.empty((active.s_total, n))
         code = _run_method(active, fields, y, params, atol, fopts, iopts, times, run, K)
     return code, switches, active
