@@ -16,6 +16,14 @@ continue with an empty store. The reverse pass then takes the segments from last
 it restores a segment's snapshot, replays exactly its ``m`` steps (the same records give the
 same steps, which is checked) and runs the reverse kernel over them. Memory: ``m`` steps plus
 one small snapshot per segment; cost: about one extra forward solve.
+
+Continuous adjoint (:class:`paramest.Adjoint`). The same forward pieces (stored, or replayed
+from their snapshots) are handed, last to first, to a compiled backward sweep that
+integrates ``lambda' = -J^T lambda`` through the piece with the piece's own method family,
+``y(t)`` interpolated from the piece's store (``kernels.fields.adjoint_field``), jumping by
+each output's cotangent and adding the parameter gradient by quadrature as it goes.
+:class:`paramest.BacksolveAdjoint` keeps nothing but the final state and integrates ``[y,
+lambda]`` back from it (``kernels.fields.backsolve_field``).
 """
 
 import sys
@@ -550,9 +558,6 @@ def _continuous_reverse(run, weights_by_time, lam, grad):
 
 class _BacksolveRun(AdjointRun):
     """The outputs and the final state; the reverse pass re-solves the state backwards."""
-
-    def _pieces_backward(self):  # pragma: no cover - backsolve keeps no pieces
-        return iter(())
 
 
 def _backsolve_reverse(run, weights_by_time, lam, grad):
