@@ -244,16 +244,7 @@ class DiscreteAdjoint(SensitivityMethod):
     _fields = ("checkpoints",)
 
     def __init__(self, checkpoints=None):
-        if checkpoints is not None:
-            if isinstance(checkpoints, bool) or not isinstance(checkpoints, numbers.Integral):
-                raise TypeError(
-                    "`checkpoints` must be None or a whole number of steps, got "
-                    f"{type(checkpoints).__name__}"
-                )
-            if checkpoints < 1:
-                raise ValueError(f"`checkpoints` must be at least 1, got {checkpoints}")
-            checkpoints = int(checkpoints)
-        self.checkpoints = checkpoints
+        self.checkpoints = _checkpoint_count(checkpoints)
 
 
 #: The sensitivity methods that give gradients by a reverse pass (no sensitivity matrix):
