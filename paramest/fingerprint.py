@@ -50,7 +50,15 @@ def _package_of(obj):
 
 def _library_version(package):
     module = sys.modules.get(package)
-    return str(getattr(module, "__version__", sys.version_info[:2]))
+    version = str(getattr(module, "__version__", sys.version_info[:2]))
+    if package == "paramest":
+        # A model may call paramest's kernels (the networks of paramest.neural do): their
+        # code is inlined into the model's compiled version, so that version must change
+        # with the kernel sources, not only with the release number.
+        from paramest.kernels.cache_stamp import _STAMP
+
+        version += "+" + _STAMP
+    return version
 
 
 def _python_function_of(value):

@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy import optimize
 
+from paramest.data import Data
 from paramest.errors import SolveError
 from paramest.model import record_model_exception
 from paramest.objective import Objective
 from paramest.result import FitResult, statistics
 from paramest.sensitivity import ADJOINTS
+from paramest.shooting import ShootingObjective, shooting_settings
 
 __all__ = ["fit", "LEAST_SQUARES_METHODS", "MINIMIZE_METHODS", "GLOBAL_METHODS"]
 
@@ -128,9 +130,11 @@ class _Tracker:
     """The functions the optimisers call, in their space, with counting, history, the
     callback, progress, and failed solves turned into infinitely bad points."""
 
-    def __init__(self, objective, callback, progress_bar):
+    def __init__(self, objective, callback, progress_bar, shown=None):
         self.objective = objective
         self.callback = callback
+        # what the callback sees of a point (multiple shooting: not the segment states)
+        self.shown = shown
         self.bar = progress_bar
         self.history = []
         self.eager_jacobian = False
@@ -145,8 +149,10 @@ class _Tracker:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(cost=f"{self.best:.6g}", refresh=False)
-        if self.callback is not None and self.callback(x.copy(), cost):
-            raise _Stop
+        if self.callback is not None:
+            shown = x.copy() if self.shown is None else self.shown(x).copy()
+            if self.callback(shown, cost):
+                raise _Stop
 
     def residuals(self, z):
         x = self.objective.from_internal(z)
@@ -197,6 +203,20 @@ class _Tracker:
     def gradient(self, z):
         return self.value_and_grad(z)[1]
 
+    def window_value_and_grad(self, window, z):
+        """A minibatch's loss and gradient (``window``: an Objective on part of the data,
+        with the same estimated vector); the cost recorded and shown is the window's."""
+        x = self.objective.from_internal(z)
+        result = window.evaluate_gradient(x)
+        if result is None:
+            self.objective.failures += 1
+            self.objective.last_failure = window.last_failure
+            return math.inf, np.full(z.size, np.nan)
+        r, gradient = result
+        cost = 0.5 * float(r @ r)
+        self._record(x, cost)
+        return cost, gradient * self.objective.internal_derivative(x)
+
 
 def _check_method(method, objective, lower_z, upper_z, options, n_starts):
     """Refuse a method that cannot run with these arguments, before any solve."""
@@ -224,7 +244,10 @@ def _check_method(method, objective, lower_z, upper_z, options, n_starts):
             f"for every estimated entry ({', '.join(objective.labels)})"
         )
     if method == "adam":
-        _adam_settings(options)
+        settings = _adam_settings(options)
+        if settings["polish"] == "BFGS" and bounded:
+            raise ValueError("`options['polish']='BFGS'` does not support `bounds`; use "
+                             "'L-BFGS-B'")
 
 
 def _least_squares(tracker, z0, lower_z, upper_z, method, loss, options):
@@ -288,6 +311,9 @@ def _global(tracker, z0, lower_z, upper_z, method, seed, options):
     return z, success, status, message, 0, 0, nit
 
 
+_ADAM_POLISH = ("L-BFGS-B", "BFGS")
+
+
 def _adam_settings(options):
     settings = dict(options)
     values = {}
@@ -299,10 +325,14 @@ def _adam_settings(options):
         except (TypeError, ValueError):
             raise ValueError(f"`options[{key!r}]` for method='adam' must be a number, "
                              f"got {value!r}") from None
+    polish = settings.pop("polish", None)
+    polish_options = settings.pop("polish_options", None)
+    batch_size = settings.pop("batch_size", None)
     if settings:
         raise ValueError(
             f"`options` for method='adam': unknown {sorted(settings)}; known: maxiter, "
-            "learning_rate, decay, beta1, beta2, epsilon, gtol"
+            "learning_rate, decay, beta1, beta2, epsilon, gtol, polish, polish_options, "
+            "batch_size"
         )
     if values["maxiter"] < 1 or not values["learning_rate"] > 0 or not (
         0 < values["decay"] <= 1
@@ -311,10 +341,34 @@ def _adam_settings(options):
             "`options` for method='adam': needs maxiter >= 1, learning_rate > 0 and "
             "0 < decay <= 1"
         )
+    if polish is not None:
+        polish = _METHODS_BY_LOWER.get(polish.lower()) if isinstance(polish, str) else None
+        if polish not in _ADAM_POLISH:
+            raise ValueError(
+                f"`options['polish']` for method='adam' must be one of {list(_ADAM_POLISH)} "
+                f"(a quasi-Newton method started from Adam's result), got "
+                f"{options['polish']!r}"
+            )
+    if polish_options is not None and not isinstance(polish_options, dict):
+        raise TypeError("`options['polish_options']` for method='adam' must be a dict, got "
+                        f"{type(polish_options).__name__}")
+    if polish_options is not None and polish is None:
+        raise ValueError("`options['polish_options']` needs `options['polish']`")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(
+            "`options['batch_size']` for method='adam' must be a positive integer (the "
+            f"number of consecutive measurement times per minibatch), got {batch_size!r}"
+        )
+    values["polish"] = polish
+    values["polish_options"] = dict(polish_options or {})
+    values["batch_size"] = batch_size
     return values
 
 
-def _adam(tracker, z0, lower_z, upper_z, options):
+def _adam(tracker, z0, lower_z, upper_z, options, windows=None):
+    """Adam from ``z0``; with ``windows`` (minibatching) each step's gradient is that of one
+    time window's loss. Then the optional quasi-Newton polish on the full loss."""
     settings = _adam_settings(options)
     maxiter, rate, decay = settings["maxiter"], settings["learning_rate"], settings["decay"]
     beta1, beta2 = settings["beta1"], settings["beta2"]
@@ -324,10 +378,21 @@ def _adam(tracker, z0, lower_z, upper_z, options):
     second = np.zeros_like(z)
     best_z, best_cost = z.copy(), math.inf
     message = f"maximum number of iterations ({maxiter}) reached"
+    failed = False
     for iteration in range(1, maxiter + 1):
-        cost, grad = tracker.value_and_grad(z)
-        if cost < best_cost:
-            best_z, best_cost = z.copy(), cost
+        if windows is None:
+            cost, grad = tracker.value_and_grad(z)
+            if cost < best_cost:
+                best_z, best_cost = z.copy(), cost
+        else:
+            # a window's loss says nothing about the whole series: no "best" point, the
+            # last iterate is the result (checked on the full loss below)
+            cost, grad = tracker.window_value_and_grad(windows.next(), z)
+        if not np.all(np.isfinite(grad)):
+            message = (f"a minibatch's solve failed at iteration {iteration}: "
+                       f"{tracker.objective.last_failure}")
+            failed = True
+            break
         if gtol > 0 and np.max(np.abs(grad)) < gtol:
             message = "gradient below gtol"
             break
@@ -339,9 +404,72 @@ def _adam(tracker, z0, lower_z, upper_z, options):
         )
         np.clip(z, lower_z, upper_z, out=z)
     cost, _ = tracker.value_and_grad(z)
-    if cost < best_cost:
+    if windows is not None or cost < best_cost:
         best_z = z.copy()
-    return best_z, True, 0, message, 0, 0, iteration
+    success = not failed
+    nit = iteration
+    if settings["polish"] is not None and not failed:
+        polished = _minimize(tracker, best_z, lower_z, upper_z, settings["polish"],
+                             settings["polish_options"])
+        z_polished, polish_success, _, polish_message, _, _, polish_nit = polished
+        polished_cost, _ = tracker.value_and_grad(z_polished)
+        start_cost, _ = tracker.value_and_grad(best_z)
+        if polished_cost <= start_cost:
+            best_z = np.asarray(z_polished, dtype=np.float64)
+        message += (f"; polished by {settings['polish']} ({polish_nit} iterations, cost "
+                    f"{start_cost:.6g} -> {min(polished_cost, start_cost):.6g}): "
+                    f"{polish_message}")
+        success = bool(polish_success)
+        nit += polish_nit
+    elif failed:
+        return best_z, False, FINAL_SOLVE_FAILED, message, 0, 0, nit
+    return best_z, success, 0, message, 0, 0, nit
+
+
+class _TimeWindows:
+    """Minibatches over time for Adam: windows of ``batch_size`` consecutive measurement
+    times of the (single) experiment, visited in a random order per pass over all of them.
+    Each window is an :class:`Objective` of its own (made on first use), solved from t0 to
+    the window's last time."""
+
+    def __init__(self, objective, batch_size, seed):
+        (problem, experiments), kwargs = objective._arguments
+        if len(experiments) != 1 or kwargs["local"] is not None:
+            raise ValueError(
+                "`options['batch_size']` (minibatches over time) needs a single experiment "
+                "without `local` entries"
+            )
+        data = experiments[0]
+        times = data.times
+        if batch_size >= times.size:
+            raise ValueError(
+                f"`options['batch_size']` ({batch_size}) must be smaller than the number of "
+                f"distinct measurement times ({times.size}); without minibatches, omit it"
+            )
+        self.problem, self.data, self.kwargs = problem, data, kwargs
+        self.batch_size = batch_size
+        self.starts = np.arange(times.size - batch_size + 1)
+        self.rng = np.random.default_rng(seed)
+        self.order = []
+        self.objectives = {}
+
+    def next(self):
+        if not self.order:
+            self.order = list(self.rng.permutation(self.starts))
+        start = int(self.order.pop())
+        window = self.objectives.get(start)
+        if window is None:
+            window = Objective(self.problem, _window_data(self.data, start, self.batch_size),
+                               **self.kwargs)
+            self.objectives[start] = window
+        return window
+
+
+def _window_data(data, start, size):
+    """The measurements of ``data`` at its distinct times ``start .. start + size - 1``."""
+    keep = (data.time_index >= start) & (data.time_index < start + size)
+    return Data(data.t[keep], data.y[:, keep], sigma=data.sigma[:, keep], y0=data.y0,
+                p=data.p, observables=data.observables, name=data.name)
 
 
 def _progress_bar(progress, total=None, description="fit"):
@@ -355,36 +483,80 @@ def _progress_bar(progress, total=None, description="fit"):
 
 
 def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, callback,
-               progress):
-    """One optimisation from ``z0``; returns a FitResult."""
+               progress, shooting_setup=None):
+    """One optimisation from ``z0``; returns a FitResult. With ``shooting_setup``
+    (segments, continuity) the optimiser works
+    on the multiple-shooting residuals, and the result is that of ``objective`` (single
+    shooting) at the parameters found."""
     started = time.perf_counter()
     nfev0, njev0, failures0 = objective.nfev, objective.njev, objective.failures
-    if objective.evaluate(objective.from_internal(z0)) is None:
+    if objective.evaluate(objective.from_internal(z0)) is None and shooting_setup is None:
         # a multistart point where the model does not solve: a failed start, not a crash
         return _failed_start(objective, z0, lower_z, upper_z, method, started)
+    target, shown = objective, None
+    z_start, lower_t, upper_t = z0, lower_z, upper_z
+    shooting = None if shooting_setup is None else ShootingObjective(objective,
+                                                                     *shooting_setup[:2])
+    if shooting is not None:
+        target, shown = shooting, shooting.public
+        z_start = shooting.to_internal(shooting.start(objective.from_internal(z0)))
+        lower_t = shooting.extend_bounds(lower_z, -np.inf)
+        upper_t = shooting.extend_bounds(upper_z, np.inf)
+        if shooting.evaluate(shooting.from_internal(z_start)) is None:
+            objective.last_failure = shooting.last_failure
+            return _failed_start(objective, z0, lower_z, upper_z, method, started)
     use_before = {id(m): count for m, count in objective.sensitivity_use()}
     bar = _progress_bar(progress, description=f"fit ({method})")
-    tracker = _Tracker(objective, callback, bar)
+    tracker = _Tracker(target, callback, bar, shown)
     stopped = False
     try:
         if method in LEAST_SQUARES_METHODS:
-            outcome = _least_squares(tracker, z0, lower_z, upper_z, method, loss, options)
+            outcome = _least_squares(tracker, z_start, lower_t, upper_t, method, loss,
+                                     options)
         elif method in MINIMIZE_METHODS:
-            outcome = _minimize(tracker, z0, lower_z, upper_z, method, options)
+            outcome = _minimize(tracker, z_start, lower_t, upper_t, method, options)
         elif method in GLOBAL_METHODS:
-            outcome = _global(tracker, z0, lower_z, upper_z, method, seed, options)
+            outcome = _global(tracker, z_start, lower_t, upper_t, method, seed, options)
         else:
-            outcome = _adam(tracker, z0, lower_z, upper_z, options)
+            batch_size = _adam_settings(options)["batch_size"]
+            windows = None if batch_size is None else _TimeWindows(objective, batch_size, seed)
+            try:
+                outcome = _adam(tracker, z_start, lower_t, upper_t, options, windows)
+            finally:
+                if windows is not None:
+                    for window in windows.objectives.values():
+                        for used, count in window.sensitivity_use():
+                            objective._note_use(used, count)
+                        objective.nfev += window.nfev
+                        objective.njev += window.njev
+                        objective.failures += window.failures
     except _Stop:
         stopped = True
         best = tracker.best_x
-        z_best = objective.to_internal(best) if best is not None else z0
+        z_best = target.to_internal(best) if best is not None else z_start
         outcome = (z_best, False, STOPPED_BY_CALLBACK, "stopped by the callback", 0, 0,
                    len(tracker.history))
     finally:
         if bar is not None:
             bar.close()
     z, success, status, message, _, _, nit = outcome
+    shooting_report = None
+    if shooting is not None:
+        x_shooting = shooting.from_internal(np.asarray(z, dtype=np.float64))
+        shooting_report = {
+            "segments": shooting.segments, "continuity": shooting.continuity,
+            "labels": list(shooting.labels), "x": x_shooting,
+            "defect": shooting.defect(x_shooting), "nfev": shooting.nfev,
+            "failures": shooting.failures,
+        }
+        z = objective.to_internal(shooting.public(x_shooting))
+        for used, count in shooting.sensitivity_use():
+            objective._note_use(used, count)
+        objective.nfev += shooting.nfev
+        objective.njev += shooting.njev
+        objective.failures += shooting.failures
+        if shooting.failures and shooting.last_failure:
+            objective.last_failure = shooting.last_failure
     # what gave the optimiser's derivatives (the final Jacobian for the statistics below
     # is always forward sensitivities, and not counted)
     sensitivity = _used_since(objective, use_before)
@@ -394,7 +566,7 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
         # The optimiser ended on a point where the model does not solve (a zero gradient
         # there can look stationary): report the best point it evaluated, as a failure.
         failure = objective.last_failure
-        x = tracker.best_x.copy()
+        x = tracker.best_x.copy() if shown is None else shown(tracker.best_x)
         final = objective.evaluate(x, jacobian=True)
         success, status = False, FINAL_SOLVE_FAILED
         message = (f"{message}; the optimiser's final point does not solve ({failure}); "
@@ -424,13 +596,54 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
             cost=cost, residuals=residuals.copy(), jac=jac.copy(),
             robust_cost=_robust_cost(residuals, loss),
         )
+    if shooting_report is not None:
+        result.shooting = shooting_report
+        result.message += (
+            f" (multiple shooting with {shooting.segments} segments; largest jump between "
+            f"segments at the estimate {shooting_report['defect']:.3g})"
+        )
     if result.failures:
         result.message += (
             f" ({result.failures} trial point(s) where a solve failed were rejected; the last: "
             f"{objective.last_failure})"
         )
     result.wall_time = time.perf_counter() - started
+    if shooting is not None and shooting_setup[2] and not stopped and final is not None:
+        result = _refined(objective, result, lower_z, upper_z, method, loss, seed, options,
+                          callback, progress)
+        result.wall_time = time.perf_counter() - started
     return result
+
+
+def _refined(objective, shot, lower_z, upper_z, method, loss, seed, options, callback,
+             progress):
+    """Single shooting from the multiple-shooting estimate ``shot``: the continuity penalty
+    leaves small jumps that bias the parameters, and from inside the right basin single
+    shooting converges to the exact optimum. Least-squares and gradient methods refine with
+    themselves, the others with ``"trf"``."""
+    if method in LEAST_SQUARES_METHODS or method in GRADIENT_METHODS:
+        refine_method, refine_options = method, options
+    else:
+        refine_method, refine_options = "trf", {}
+    refined = _run_local(objective, objective.to_internal(shot.x), lower_z, upper_z,
+                         refine_method, loss, seed, refine_options, callback, progress)
+    if not refined.cost <= shot.cost:
+        shot.message += ("; single shooting from this estimate did not lower the cost "
+                         f"({refined.message})")
+        return shot
+    refined.shooting = shot.shooting
+    refined.method = method
+    refined.nfev += shot.nfev
+    refined.njev += shot.njev
+    refined.nit += shot.nit
+    refined.failures += shot.failures
+    refined.history = list(shot.history) + list(refined.history)
+    refined.message = (
+        f"multiple shooting ({shot.shooting['segments']} segments, {shot.message}), then "
+        f"single shooting with {refine_method!r} from its estimate: {refined.message}"
+    )
+    refined.success = bool(refined.success and shot.success)
+    return refined
 
 
 def _failed_start(objective, z0, lower_z, upper_z, method, started):
@@ -519,7 +732,7 @@ def _start_points(objective, x0, lower, upper, n_starts, seed):
 def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=None,
         bounds=None, scale="lin", observe=None, loss="linear", sensitivity="auto",
         solver="auto", rtol=1e-8, atol=1e-10, n_starts=1, seed=None, executor=None,
-        progress=False, callback=None, options=None):
+        progress=False, callback=None, options=None, multiple_shooting=None):
     """Estimate parameters (and initial states) of an ODE model from measurements.
 
     Parameters
@@ -537,7 +750,13 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
         ``"SLSQP"`` (:func:`scipy.optimize.minimize` with the exact gradient);
         ``"Nelder-Mead"``, ``"Powell"`` (derivative-free); ``"differential_evolution"``,
         ``"dual_annealing"`` (global, need finite bounds; polished by ``"trf"``); ``"adam"``
-        (``options={"maxiter": 1000, "learning_rate": 0.01, "decay": 1.0}``).
+        (``options={"maxiter": 1000, "learning_rate": 0.01, "decay": 1.0}``; the step is
+        ``learning_rate * decay**(iteration - 1)``; ``"polish": "L-BFGS-B"`` or ``"BFGS"``
+        continues from Adam's result with that quasi-Newton method (its own options in
+        ``"polish_options"``); ``"batch_size": m`` makes each step's gradient that of
+        a window of ``m`` consecutive measurement times, windows visited in a random order
+        (``seed``), one experiment only; the cost that ``callback`` and ``progress`` then
+        see is the window's, and the result is Adam's last iterate).
     free : int, str or sequence, optional
         Estimated parameters, by index or name; default all.
     free_y0 : int, str, sequence or True, optional
@@ -587,6 +806,18 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     options : dict, optional
         Passed to the optimiser (``max_nfev``, ``ftol``, ``x_scale`` for least squares;
         ``maxiter`` etc. for minimize and the global methods).
+    multiple_shooting : int or dict, optional
+        Fit by multiple shooting: the series is cut into this many segments (or
+        ``{"segments": K, "continuity": 100.0}``), each solved from its own estimated
+        initial state, with residuals ``sqrt(continuity) * jump`` tying consecutive segments
+        together; for long or oscillatory series, where single shooting stalls in local
+        minima. One experiment, data on the states (no ``observe``). Works with every
+        method; ``callback`` sees the single-shooting entries. The penalty leaves small
+        jumps that bias the estimate, so by default (``"refine": True``) single shooting
+        continues from it (least-squares and gradient methods with themselves, the others
+        with ``"trf"``). The result (``x``, cost, statistics) is the single-shooting fit's;
+        its ``shooting`` entry holds the segments' estimates and the largest jump between
+        segments (``defect``) of the multiple-shooting stage.
 
     Returns
     -------
@@ -648,6 +879,9 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
     )
     if objective.n_free == 0:
         raise ValueError("nothing to estimate: `free` is empty and `free_y0` names no state")
+    shooting_setup = shooting_settings(multiple_shooting)
+    if shooting_setup is not None:
+        ShootingObjective(objective, *shooting_setup[:2])  # refuses unsuitable set-ups now
     lower, upper = _bounds(bounds, objective)
     x_start = _start(x0, objective, lower, upper)
     objective.check_not_stale()
@@ -663,11 +897,12 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
         if n_starts > 1 else None
     # The starting point must solve: the optimisers cannot begin from an infinitely bad
     # point, and a failure here is usually a modelling error worth reporting as such.
-    if objective.evaluate(x_start) is None:
+    if shooting_setup is None and objective.evaluate(x_start) is None:
         raise SolveError(f"fit cannot start: {objective.last_failure}")
     if n_starts == 1:
         result = _run_local(objective, objective.to_internal(x_start), lower_z, upper_z,
-                            method, loss, seed, options, callback, progress)
+                            method, loss, seed, options, callback, progress,
+                            shooting_setup)
         result.wall_time = time.perf_counter() - started
         return result
 
@@ -683,7 +918,7 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
         try:
             futures = [
                 pool.submit(_run_local, objective.copy(), z, lower_z, upper_z, method, loss,
-                            seed, options, callback, False)
+                            seed, options, callback, False, shooting_setup)
                 for z in points
             ]
             starts = []
