@@ -11,6 +11,7 @@ from paramest.data import Data
 from paramest.ensemble import EnsembleSolution, solve_ensemble
 from paramest.errors import ComplexStepWarning, ModelError, SolveError
 from paramest.fit import fit
+from paramest.neural import NeuralODE, UDEProblem
 from paramest.objective import Objective
 from paramest.problems import ODEProblem
 from paramest.result import FitResult
@@ -43,11 +44,13 @@ __all__ = [
     "Forward",
     "METHODS",
     "ModelError",
+    "NeuralODE",
     "ODEProblem",
     "Objective",
     "SensitivityMethod",
     "Solution",
     "SolveError",
+    "UDEProblem",
     "fit",
     "precompile",
     "solve",

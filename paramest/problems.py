@@ -217,7 +217,7 @@ class ODEProblem:
 
     def _set(self, fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names, model):
         for key, value in zip(
-            self.__slots__,
+            ODEProblem.__slots__,  # a subclass's own slots are its business
             (fun, y0, t_span, p, jac, jac_p, vjp, state_names, param_names, model),
             strict=True,
         ):

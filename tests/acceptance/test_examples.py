@@ -68,11 +68,38 @@ def test_fit_from_csv_example_recovers_the_rates(tmp_path):
     assert "outside" not in result.stdout.lower(), result.stdout
 
 
+def test_neural_spiral_example_trains(tmp_path):
+    """DiffEqFlux's spiral: from the seed-0 weights the loss falls more than 100-fold in the
+    example's fixed 300 Adam steps + at most 300 L-BFGS-B iterations, to below 0.1."""
+    env = dict(os.environ, MPLBACKEND="Agg")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "neural_spiral.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "loss below 0.1: trained" in result.stdout
+    match = re.search(r"252 weights: loss ([0-9.e+-]+) -> ([0-9.e+-]+) in (\d+) iterations",
+                      result.stdout)
+    assert match, result.stdout
+    first, last, iterations = float(match[1]), float(match[2]), int(match[3])
+    assert first / last >= 100 and iterations <= 600
+
+
+def test_ude_example_learns_the_interaction(tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ude_lotka_volterra.py")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the network learnt the interaction terms" in result.stdout
+
+
 @pytest.mark.parametrize(
     "module",
     ["paramest.problems", "paramest.solve", "paramest.solution", "paramest.model",
      "paramest.sensitivity", "paramest.data", "paramest.objective", "paramest.fit",
-     "paramest.ensemble"],
+     "paramest.ensemble", "paramest.nn", "paramest.neural"],
 )
 def test_docstring_examples(module):
     failures, tried = doctest.testmod(
