@@ -128,11 +128,40 @@ def test_bad_input_is_refused_before_any_solve(lv, lv_params):
         pe.solve_ensemble(lv, p=[1.0, np.nan, 1.0, 1.0], t_eval=T_EVAL)
     with pytest.raises(ValueError, match="`device` must be 'cpu' or 'cuda'"):
         pe.solve_ensemble(lv, t_eval=T_EVAL, device="gpu")
-    with pytest.raises(NotImplementedError, match="device='cuda'"):
-        pe.solve_ensemble(lv, t_eval=T_EVAL, device="cuda")
-    with pytest.raises(ValueError, match="`dtype` must be float64"):
+    with pytest.raises(ValueError, match=r"`dtype` must be float64 on the CPU.*device='cuda'"):
         pe.solve_ensemble(lv, t_eval=T_EVAL, dtype=np.float32)
     with pytest.raises(ValueError, match="Forward"):
         pe.solve_ensemble(lv, t_eval=T_EVAL, sensitivity=pe.ComplexStep())
     with pytest.raises(TypeError, match="real numbers"):
         pe.solve_ensemble(lv, p=["a", "b", "c", "d"], t_eval=T_EVAL)
+
+
+def _cuda_unavailable():
+    from paramest.kernels.cuda import simulator_active, unavailable_reason
+
+    return not simulator_active() and unavailable_reason() is not None
+
+
+@pytest.mark.skipif(not _cuda_unavailable(), reason="a GPU or Numba's CUDA simulator is here")
+def test_cuda_without_a_gpu_says_what_is_missing_before_any_work(lv, lv_params):
+    import sys
+
+    with pytest.raises(RuntimeError, match=r"device='cuda' is not available here: .+ "
+                       r"Use device='cpu'.*NUMBA_ENABLE_CUDASIM=1"):
+        pe.solve_ensemble(lv, p=lv_params, t_eval=T_EVAL, device="cuda")
+    # nothing was compiled for the GPU
+    kernels = sys.modules.get("paramest.kernels.cuda.ensemble")
+    assert kernels is None or not kernels._KERNELS
+    # argument errors still name the argument first
+    with pytest.raises(ValueError, match="'Vern7' is not available with device='cuda'"):
+        pe.solve_ensemble(lv, t_eval=T_EVAL, method="Vern7", device="cuda")
+
+
+def test_import_paramest_does_not_import_numba_cuda():
+    import subprocess
+    import sys
+
+    code = "import sys, paramest; print('numba.cuda' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
