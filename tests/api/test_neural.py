@@ -223,3 +223,29 @@ def test_fit_trains_a_neural_ode_with_minibatches(small_net):
                     options={"maxiter": 200, "learning_rate": 0.05, "batch_size": 8})
     assert isinstance(result.sensitivity, pe.DiscreteAdjoint)
     assert result.cost < start / 20
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_wide_jacobian_rows_by_the_discrete_adjoint(neural, observed):
+    """Far more weights than residuals: the Jacobian comes row by row from the discrete
+    adjoint, the same numbers as forward sensitivities."""
+    t = np.array([0.25, 0.5, 0.75, 1.0])
+    values = np.array([[1.0, 0.9, 0.8, 0.7], [-0.3, -0.2, -0.1, 0.0]])
+    kwargs = {}
+    data = pe.Data(t, values, sigma=[0.1, 0.2])
+    if observed:
+        def signal(t, y, p, out):
+            out[0] = y[0] * y[0] + 0.5 * y[1]
+        kwargs["observe"] = signal
+        data = pe.Data(t, values[:1], sigma=0.1)
+    adjoint = pe.Objective(neural, data, sensitivity=pe.DiscreteAdjoint(), rtol=1e-10,
+                           atol=1e-12, **kwargs)
+    assert adjoint._rows_by_adjoint(adjoint.experiments[0])
+    forward = pe.Objective(neural, data, sensitivity=pe.Forward(error_control=False),
+                           rtol=1e-10, atol=1e-12, **kwargs)
+    x = neural.p * 1.1
+    r_adjoint, jac_adjoint = adjoint.evaluate(x, jacobian=True)
+    r_forward, jac_forward = forward.evaluate(x, jacobian=True)
+    np.testing.assert_allclose(r_adjoint, r_forward, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jac_adjoint, jac_forward, rtol=1e-8,
+                               atol=1e-10 * np.max(np.abs(jac_forward)))
