@@ -558,7 +558,7 @@ def _run_local(objective, z0, lower_z, upper_z, method, loss, seed, options, cal
         if shooting.failures and shooting.last_failure:
             objective.last_failure = shooting.last_failure
     # what gave the optimiser's derivatives (the final Jacobian for the statistics below
-    # is always forward sensitivities, and not counted)
+    # is not counted)
     sensitivity = _used_since(objective, use_before)
     x = objective.from_internal(np.asarray(z, dtype=np.float64))
     final = objective.evaluate(x, jacobian=True)
@@ -784,8 +784,11 @@ def fit(problem, data, x0=None, method="trf", *, free=None, free_y0=None, local=
         estimated entries; ``"auto"`` takes it per experiment where it was measured to be
         cheaper (explicit solvers and many columns, as :func:`paramest.vjp` chooses) and
         the forward sensitivities otherwise. An adjoint with a least-squares method is
-        refused. The result's ``sensitivity`` says what was used; the statistics at the
-        estimate always come from a forward-sensitivity Jacobian.
+        refused. The result's ``sensitivity`` says what was used. The statistics at the
+        estimate come from the exact Jacobian: forward sensitivities, or, for an experiment
+        with a discrete adjoint and at least 4 times more estimated entries than residuals
+        (a neural network's weights), the adjoint's reverse pass once per residual (the same
+        numbers to rounding, at a fraction of the cost).
     solver : str, default "auto"
         Solve method (see :data:`paramest.METHODS`); ``"auto"`` switches to a Rosenbrock
         method where the model is stiff.

@@ -217,6 +217,13 @@ def _rebuild_neural(mlp, y0, t_span, p, input_transform, state_names):
                      state_names=state_names)
 
 
+@njit(cache=True)
+def _state_input(t, y, out):
+    # the network's inputs are the states themselves
+    for i in range(y.shape[0]):
+        out[i] = y[i]
+
+
 def _ude_functions(user, mlp, n, n_p, nn_input):
     """The right-hand side ``fun(t, y, P, dydt)`` of a UDE over ``P = [p, theta]``, and
     its vector-Jacobian product: the complex step of the user's function over (y, nn, p)
@@ -229,55 +236,9 @@ def _ude_functions(user, mlp, n, n_p, nn_input):
     h = COMPLEX_STEP
 
     if nn_input is None:
-        def universal_ode(t, y, P, dydt):
-            theta = P[n_p:]
-            nn = np.empty(m_out, dydt.dtype)
-            work = np.empty(n_work, dydt.dtype)
-            _forward(theta, y, nn, sizes, activations, transform, work)
-            user(t, y, nn, P[:n_p], dydt)
+        nn_input = _state_input
 
-        def universal_ode_vjp(t, y, P, w, out_y, out_P):
-            theta = P[n_p:]
-            nn = np.empty(m_out)
-            work = np.empty(n_work)
-            _forward(theta, y, nn, sizes, activations, transform, work)
-            yc = y.astype(np.complex128)
-            nnc = nn.astype(np.complex128)
-            pc = P[:n_p].astype(np.complex128)
-            fc = np.empty(n, np.complex128)
-            for j in range(n):
-                yc[j] += 1j * h
-                user(t, yc, nnc, pc, fc)
-                yc[j] = y[j]
-                total = 0.0
-                for i in range(n):
-                    total += w[i] * fc[i].imag
-                out_y[j] = total / h
-            for j in range(n_p):
-                pc[j] += 1j * h
-                user(t, yc, nnc, pc, fc)
-                pc[j] = P[j]
-                total = 0.0
-                for i in range(n):
-                    total += w[i] * fc[i].imag
-                out_P[j] = total / h
-            g_nn = np.empty(m_out)
-            for j in range(m_out):
-                nnc[j] += 1j * h
-                user(t, yc, nnc, pc, fc)
-                nnc[j] = nn[j]
-                total = 0.0
-                for i in range(n):
-                    total += w[i] * fc[i].imag
-                g_nn[j] = total / h
-            g_x = np.empty(m_in)
-            _vjp(theta, y, g_nn, g_x, out_P[n_p:], sizes, activations, transform, work)
-            for j in range(n):
-                out_y[j] += g_x[j]
-
-        return universal_ode, universal_ode_vjp
-
-    def universal_ode_input(t, y, P, dydt):
+    def universal_ode(t, y, P, dydt):
         theta = P[n_p:]
         x = np.empty(m_in, dydt.dtype)
         nn_input(t, y, x)
@@ -286,48 +247,40 @@ def _ude_functions(user, mlp, n, n_p, nn_input):
         _forward(theta, x, nn, sizes, activations, transform, work)
         user(t, y, nn, P[:n_p], dydt)
 
-    def universal_ode_input_vjp(t, y, P, w, out_y, out_P):
+    def universal_ode_vjp(t, y, P, w, out_y, out_P):
         theta = P[n_p:]
         x = np.empty(m_in)
         nn_input(t, y, x)
         nn = np.empty(m_out)
         work = np.empty(n_work)
         _forward(theta, x, nn, sizes, activations, transform, work)
-        yc = y.astype(np.complex128)
-        nnc = nn.astype(np.complex128)
-        pc = P[:n_p].astype(np.complex128)
+        # one complex vector z = [y, nn, p] with views into it: the complex step of fun
+        # over each of its n + m_out + n_p inputs in one loop
+        z = np.empty(n + m_out + n_p, np.complex128)
+        z[:n] = y
+        z[n:n + m_out] = nn
+        z[n + m_out:] = P[:n_p]
+        yc, nnc, pc = z[:n], z[n:n + m_out], z[n + m_out:]
         fc = np.empty(n, np.complex128)
-        for j in range(n):
-            yc[j] += 1j * h
+        g = np.empty(z.shape[0])
+        for j in range(z.shape[0]):
+            saved = z[j]
+            z[j] = saved + 1j * h
             user(t, yc, nnc, pc, fc)
-            yc[j] = y[j]
+            z[j] = saved
             total = 0.0
             for i in range(n):
                 total += w[i] * fc[i].imag
-            out_y[j] = total / h
-        for j in range(n_p):
-            pc[j] += 1j * h
-            user(t, yc, nnc, pc, fc)
-            pc[j] = P[j]
-            total = 0.0
-            for i in range(n):
-                total += w[i] * fc[i].imag
-            out_P[j] = total / h
-        g_nn = np.empty(m_out)
-        for j in range(m_out):
-            nnc[j] += 1j * h
-            user(t, yc, nnc, pc, fc)
-            nnc[j] = nn[j]
-            total = 0.0
-            for i in range(n):
-                total += w[i] * fc[i].imag
-            g_nn[j] = total / h
+            g[j] = total / h
+        out_y[:] = g[:n]
+        g_nn = g[n:n + m_out]
+        out_P[:n_p] = g[n + m_out:]
         g_x = np.empty(m_in)
         _vjp(theta, x, g_nn, g_x, out_P[n_p:], sizes, activations, transform, work)
         # through nn_input: (dx/dy)^T g_x, by the complex step of nn_input over y
         xc = np.empty(m_in, np.complex128)
         for j in range(n):
-            yc[j] += 1j * h
+            yc[j] = y[j] + 1j * h
             nn_input(t, yc, xc)
             yc[j] = y[j]
             total = 0.0
@@ -335,7 +288,7 @@ def _ude_functions(user, mlp, n, n_p, nn_input):
                 total += g_x[i] * xc[i].imag
             out_y[j] += total / h
 
-    return universal_ode_input, universal_ode_input_vjp
+    return universal_ode, universal_ode_vjp
 
 
 class UDEProblem(ODEProblem):

@@ -253,10 +253,13 @@ class Objective:
         ``out``; compiled like the model, differentiated by the complex step. Default: the
         states, in order (or matched by name when the data name their rows after states).
     sensitivity : "auto" or SensitivityMethod, default "auto"
-        How derivatives are computed. The Jacobian (:meth:`jacobian`) always comes from
+        How derivatives are computed. The Jacobian (:meth:`jacobian`) comes from
         sensitivities of the residuals: ``Forward(error_control=False)`` under ``"auto"``
         or an adjoint, else the method given (``Forward()``, ``ComplexStep()``,
-        ``FiniteDifferences()``). The gradient (:meth:`gradient`, :meth:`value_and_grad`)
+        ``FiniteDifferences()``); where an experiment's gradient uses
+        :class:`paramest.DiscreteAdjoint` and it has at least 4 times more columns than
+        residuals (a network's weights), its rows come from the adjoint's reverse pass, one
+        per residual. The gradient (:meth:`gradient`, :meth:`value_and_grad`)
         is ``J^T r`` from that Jacobian, or, with an adjoint such as
         :class:`paramest.DiscreteAdjoint`, one solve and one reverse pass per experiment
         whatever the number of columns. ``"auto"`` chooses per experiment, as

@@ -79,8 +79,9 @@ class FitResult(OptimizeResult):
         used more than one (``"auto"`` choosing differently for different experiments,
         falling back to ``Forward`` where ``solver="auto"`` turned stiff, or a global
         method's local searches and its ``"trf"`` polish); None for derivative-free
-        methods. ``jac``, ``cov`` and the other statistics always come from forward
-        sensitivities.
+        methods. ``jac``, ``cov`` and the other statistics come from the exact Jacobian
+        (forward sensitivities, or the discrete adjoint row by row where the estimated
+        entries outnumber the residuals four to one).
     """
 
     def attach(self, objective, bounds):

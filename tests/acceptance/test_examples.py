@@ -128,17 +128,23 @@ def _readme_python_blocks():
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_example_and_sensitivity_snippet_run(capsys):
-    """The README's example and its sensitivities snippet (which continues it) run as
-    written, and print what their comments say."""
+def _run_readme_snippet(marker, name, capsys):
+    """Run the README's example, then its first block containing ``marker`` (which
+    continues it); return that block's printed lines and the namespace."""
     blocks = _readme_python_blocks()
     example = next(b for b in blocks if "import paramest as pe" in b)
-    snippet = next(b for b in blocks if "sensitivity=pe.Forward()" in b)
+    snippet = next(b for b in blocks if marker in b)
     namespace = {}
     exec(compile(example, "README example", "exec"), namespace)
     capsys.readouterr()
-    exec(compile(snippet, "README sensitivities", "exec"), namespace)
-    printed = capsys.readouterr().out.splitlines()
+    exec(compile(snippet, f"README {name}", "exec"), namespace)
+    return capsys.readouterr().out.splitlines(), namespace
+
+
+def test_readme_example_and_sensitivity_snippet_run(capsys):
+    """The README's example and its sensitivities snippet (which continues it) run as
+    written, and print what their comments say."""
+    printed, _ = _run_readme_snippet("sensitivity=pe.Forward()", "sensitivities", capsys)
     assert printed[0] == "(2, 5, 101) ['p[0]', 'p[1]', 'p[2]', 'p[3]', 'y0[prey]']"
     assert printed[1] == "True"
 
@@ -146,14 +152,7 @@ def test_readme_example_and_sensitivity_snippet_run(capsys):
 def test_readme_fitting_snippet_runs(capsys):
     """The README's fitting snippet (which continues the example) prints what its comments
     say."""
-    blocks = _readme_python_blocks()
-    example = next(b for b in blocks if "import paramest as pe" in b)
-    snippet = next(b for b in blocks if "pe.fit(" in b)
-    namespace = {}
-    exec(compile(example, "README example", "exec"), namespace)
-    capsys.readouterr()
-    exec(compile(snippet, "README fitting", "exec"), namespace)
-    printed = capsys.readouterr().out.splitlines()
+    printed, _ = _run_readme_snippet("pe.fit(", "fitting", capsys)
     assert printed[0] == "True ['p[0]', 'p[1]', 'p[2]', 'p[3]']"
     assert printed[1] == "[1.51  0.99  2.972 0.987]"
     assert printed[2] == "[0.014 0.015 0.03  0.017]"
@@ -163,14 +162,14 @@ def test_readme_fitting_snippet_runs(capsys):
 def test_readme_ensemble_snippet_runs(capsys):
     """The README's ensemble snippet (which continues the example) prints what its comment
     says, and its bands are ordered."""
-    blocks = _readme_python_blocks()
-    example = next(b for b in blocks if "import paramest as pe" in b)
-    snippet = next(b for b in blocks if "pe.solve_ensemble(" in b)
-    namespace = {}
-    exec(compile(example, "README example", "exec"), namespace)
-    capsys.readouterr()
-    exec(compile(snippet, "README ensembles", "exec"), namespace)
-    printed = capsys.readouterr().out.splitlines()
+    printed, namespace = _run_readme_snippet("pe.solve_ensemble(", "ensembles", capsys)
     assert printed[0] == "(1000, 2, 101) True"
     assert (namespace["low"] <= namespace["mid"]).all()
     assert (namespace["mid"] <= namespace["high"]).all()
+
+
+def test_readme_neural_snippet_runs(capsys):
+    """The README's neural ODE snippet (which continues the example) trains as its comment
+    says."""
+    printed, _ = _run_readme_snippet("pe.NeuralODE(", "neural", capsys)
+    assert printed == ["True"]
