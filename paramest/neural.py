@@ -24,7 +24,7 @@ from paramest.errors import ModelError
 from paramest.kernels import mlp as mlp_kernels
 from paramest.kernels.derivatives import COMPLEX_STEP
 from paramest.model import _check_arity, _compile, _name, _python_function
-from paramest.nn import MLP
+from paramest.nn import MLP, elementwise_transform
 from paramest.problems import ODEProblem, as_vector
 
 __all__ = ["NeuralODE", "UDEProblem"]
@@ -43,43 +43,6 @@ def _weight_names(mlp, prefix=""):
         else:
             names += [f"{prefix}{name}[{j}]" for j in range(shape[0])]
     return names
-
-
-def _elementwise(transform):
-    """``(code, compiled function or None)`` for a NeuralODE's ``input_transform``."""
-    if transform is None or isinstance(transform, str):
-        if transform not in mlp_kernels.TRANSFORMS:
-            raise ValueError(
-                f"`input_transform` must be None, 'cube' or a compiled elementwise function "
-                f"g(x) -> float, got {transform!r}"
-            )
-        return mlp_kernels.TRANSFORMS[transform], None
-    if not callable(transform):
-        raise TypeError(
-            "`input_transform` must be None, 'cube' or a function g(x) of one number, got "
-            f"{type(transform).__name__}"
-        )
-    py_func = _python_function(transform, "input_transform")
-    compiled = transform if hasattr(transform, "py_func") else _compile(njit, py_func)
-    # its derivative comes from the complex step: check that it is right (an abs() or a
-    # comparison on x would silently break it)
-    for x in (-1.3, -0.2, 0.35, 1.7):
-        try:
-            exact = compiled(complex(x, COMPLEX_STEP)).imag / COMPLEX_STEP
-            step = 1e-6 * max(1.0, abs(x))
-            central = (compiled(x + step) - compiled(x - step)) / (2 * step)
-        except Exception as exc:  # noqa: BLE001 - any failure: not usable
-            raise ModelError(
-                f"`input_transform` ({_name(py_func)}) must compile with Numba for float and "
-                f"complex numbers (its derivative is taken by the complex step): {exc}"
-            ) from None
-        if not abs(exact - central) <= 1e-5 * max(1.0, abs(central)):
-            raise ModelError(
-                f"`input_transform` ({_name(py_func)}): its complex-step derivative at "
-                f"x={x} is {exact:.6g} but finite differences give {central:.6g}; avoid "
-                "abs(), min/max and comparisons on x (they are not complex-step safe)"
-            )
-    return mlp_kernels.TRANSFORM_NONE, compiled
 
 
 def _neural_functions(mlp, transform_code, custom):
@@ -150,7 +113,7 @@ class NeuralODE(ODEProblem):
     --------
     >>> import numpy as np
     >>> import paramest as pe
-    >>> from paramest.nn import MLP
+    >>> from paramest.nn import MLP, elementwise_transform
     >>> net = MLP([2, 16, 2], activation="tanh")
     >>> problem = pe.NeuralODE(net, [2.0, 0.0], (0.0, 1.5), input_transform="cube")
     >>> problem.n_params
@@ -173,14 +136,14 @@ class NeuralODE(ODEProblem):
             )
         if input_transform is None:
             input_transform = mlp.input_transform
-        code, custom = _elementwise(input_transform)
-        if custom is not None and mlp.transform != mlp_kernels.TRANSFORM_NONE:
+            code, custom = mlp.transform, mlp.input_function
+        elif mlp.input_transform is not None:
             raise ValueError(
                 "`input_transform` is given here and the network has its own "
                 f"({mlp.input_transform!r}); give one of them"
             )
-        if custom is None and input_transform is not None:
-            code = mlp_kernels.TRANSFORMS[input_transform]
+        else:
+            code, custom = elementwise_transform(input_transform)
         p = mlp.init(seed=0) if p is None else as_vector(p, "p", size=mlp.n_params)
         fun, vjp = _neural_functions(mlp, code, custom)
         super().__init__(fun, y0, t_span, p, vjp=vjp, state_names=state_names,
@@ -194,8 +157,10 @@ class NeuralODE(ODEProblem):
         return _same_kind(self, super().remake(y0=y0, t_span=t_span, p=p))
 
     def __reduce__(self):
-        return (_rebuild_neural, (self.mlp, self.y0, self.t_span, self.p,
-                                  self.input_transform, self.state_names))
+        # a transform that came with the network is rebuilt with it
+        own = self.input_transform if self.mlp.input_transform is None else None
+        return (_rebuild_neural, (self.mlp, self.y0, self.t_span, self.p, own,
+                                  self.state_names))
 
     def __repr__(self):
         return (f"NeuralODE({self.mlp!r}, n_states={self.n_states}, "
@@ -224,6 +189,15 @@ def _state_input(t, y, out):
         out[i] = y[i]
 
 
+def _transformed_input(base, function):
+    def transformed_input(t, y, out):
+        base(t, y, out)
+        for i in range(out.shape[0]):
+            out[i] = function(out[i])
+
+    return transformed_input
+
+
 def _ude_functions(user, mlp, n, n_p, nn_input):
     """The right-hand side ``fun(t, y, P, dydt)`` of a UDE over ``P = [p, theta]``, and
     its vector-Jacobian product: the complex step of the user's function over (y, nn, p)
@@ -237,6 +211,10 @@ def _ude_functions(user, mlp, n, n_p, nn_input):
 
     if nn_input is None:
         nn_input = _state_input
+    if mlp.input_function is not None:
+        # the network's own elementwise g: part of its inputs, whose complex step below
+        # then differentiates it too
+        nn_input = _compile(njit, _transformed_input(nn_input, mlp.input_function))
 
     def universal_ode(t, y, P, dydt):
         theta = P[n_p:]
@@ -328,7 +306,7 @@ class UDEProblem(ODEProblem):
     --------
     >>> import numpy as np
     >>> import paramest as pe
-    >>> from paramest.nn import MLP
+    >>> from paramest.nn import MLP, elementwise_transform
     >>> def lotka_volterra_ude(t, y, nn, p, dydt):
     ...     dydt[0] = p[0] * y[0] + nn[0]
     ...     dydt[1] = -p[1] * y[1] + nn[1]

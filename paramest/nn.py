@@ -9,8 +9,11 @@ face of the same kernels.
 """
 
 import numpy as np
+from numba import njit
 
+from paramest.errors import ModelError
 from paramest.kernels import mlp as _kernels
+from paramest.kernels.derivatives import COMPLEX_STEP
 
 _INITS = ("glorot", "normal", "zeros")
 #: standard deviation of every weight and bias with ``init="normal"`` (the DiffEqFlux
@@ -41,8 +44,11 @@ class MLP:
         How :meth:`init` draws parameters: ``"glorot"`` (default; weights uniform on
         ``±sqrt(6 / (fan_in + fan_out))``, biases zero), ``"normal"`` (every weight and
         bias from N(0, 0.1**2)) or ``"zeros"``.
-    input_transform : str or None, optional
-        ``None`` (default) or ``"cube"``: the network sees ``x**3`` elementwise.
+    input_transform : None, "cube" or callable, optional
+        ``None`` (default), ``"cube"`` (the network sees ``x**3`` elementwise), or a
+        function ``g(x)`` of one number that Numba compiles for float and complex
+        arguments: the network sees ``g(x)`` elementwise, and derivatives through it come
+        from the complex step (checked against finite differences here).
 
     Attributes
     ----------
@@ -53,7 +59,9 @@ class MLP:
     activations : tuple of int
         The kernels' activation code of each layer (hidden layers, then the output).
     transform : int
-        The kernels' input-transform code.
+        The kernels' input-transform code (``TRANSFORM_NONE`` for a function).
+    input_function : numba dispatcher or None
+        The compiled ``g`` of a function ``input_transform``.
     workspace_size : int
         Length of the ``work`` vector the kernels need.
 
@@ -99,16 +107,14 @@ class MLP:
             raise ValueError(
                 f"`init` must be one of {', '.join(repr(i) for i in _INITS)}; got {init!r}."
             )
-        if input_transform not in _kernels.TRANSFORMS:
-            raise ValueError(
-                f"`input_transform` must be None or 'cube'; got {input_transform!r}."
-            )
+        transform, function = elementwise_transform(input_transform)
         self.activation = activation
         self.output_activation = output_name
         self.init_method = init
         self.input_transform = input_transform
+        self.input_function = function
         self.activations = (hidden,) * (len(self.sizes) - 2) + (output,)
-        self.transform = _kernels.TRANSFORMS[input_transform]
+        self.transform = transform
         self.n_inputs = self.sizes[0]
         self.n_outputs = self.sizes[-1]
         self.n_params = _kernels.n_params(self.sizes)
@@ -120,7 +126,10 @@ class MLP:
             text += f", output_activation={self.output_activation!r}"
         if self.init_method != "glorot":
             text += f", init={self.init_method!r}"
-        if self.input_transform is not None:
+        if self.input_function is not None:
+            name = getattr(self.input_transform, "__name__", "g")
+            text += f", input_transform={name}"
+        elif self.input_transform is not None:
             text += f", input_transform={self.input_transform!r}"
         return text + ")"
 
@@ -224,7 +233,7 @@ class MLP:
         (5, 2)
         """
         theta = self._theta(theta)
-        x = np.asarray(x, dtype=np.float64)
+        x = self._transformed(np.asarray(x, dtype=np.float64))
         if x.ndim == 1 and x.shape[0] == self.n_inputs:
             out = np.empty(self.n_outputs)
             _kernels.forward(theta, np.ascontiguousarray(x), out, self.sizes,
@@ -271,7 +280,8 @@ class MLP:
             raise ValueError(
                 f"`x` must have shape ({self.n_inputs},) for `jacobian`; got shape {x.shape}."
             )
-        x = np.ascontiguousarray(x)
+        slope = self._slope(x)
+        x = np.ascontiguousarray(self._transformed(x))
         work = self._work()
         J_x = np.empty((self.n_outputs, self.n_inputs))
         J_theta = np.empty((self.n_outputs, self.n_params))
@@ -281,4 +291,69 @@ class MLP:
             w[row] = 1.0
             _kernels.vjp(theta, x, w, J_x[row], J_theta[row], self.sizes, self.activations,
                          self.transform, work)
-        return J_x, J_theta
+        return J_x * slope, J_theta
+
+    def _transformed(self, x):
+        """``g(x)`` elementwise for a function ``input_transform`` (else ``x``)."""
+        if self.input_function is None:
+            return x
+        return _apply_elementwise(self.input_function, np.ascontiguousarray(x).reshape(-1),
+                                  False).reshape(x.shape)
+
+    def _slope(self, x):
+        """``g'(x)`` elementwise (ones without a function ``input_transform``)."""
+        if self.input_function is None:
+            return np.ones_like(x)
+        return _apply_elementwise(self.input_function, np.ascontiguousarray(x).reshape(-1),
+                                  True).reshape(x.shape)
+
+
+@njit(cache=False)
+def _apply_elementwise(function, values, derivative):
+    out = np.empty(values.shape[0])
+    for i in range(values.shape[0]):
+        if derivative:
+            out[i] = function(values[i] + 1j * COMPLEX_STEP).imag / COMPLEX_STEP
+        else:
+            out[i] = function(values[i])
+    return out
+
+
+def elementwise_transform(transform):
+    """``(kernel code, compiled function or None)`` for an ``input_transform``: None,
+    ``"cube"``, or a function ``g(x)`` of one number, compiled with Numba and checked: its
+    complex-step derivative (what the reverse passes use) must agree with finite
+    differences."""
+    from paramest.model import _compile, _name, _python_function
+
+    if transform is None or isinstance(transform, str):
+        if transform not in _kernels.TRANSFORMS:
+            raise ValueError(
+                "`input_transform` must be None, 'cube' or a function g(x) of one number "
+                f"that Numba compiles; got {transform!r}."
+            )
+        return _kernels.TRANSFORMS[transform], None
+    if not callable(transform):
+        raise TypeError(
+            "`input_transform` must be None, 'cube' or a function g(x) of one number, got "
+            f"{type(transform).__name__}"
+        )
+    py_func = _python_function(transform, "input_transform")
+    compiled = transform if hasattr(transform, "py_func") else _compile(njit, py_func)
+    for x in (-1.3, -0.2, 0.35, 1.7):
+        try:
+            exact = compiled(complex(x, COMPLEX_STEP)).imag / COMPLEX_STEP
+            step = 1e-6 * max(1.0, abs(x))
+            central = (compiled(x + step) - compiled(x - step)) / (2 * step)
+        except Exception as exc:  # noqa: BLE001 - any failure: not usable
+            raise ModelError(
+                f"`input_transform` ({_name(py_func)}) must compile with Numba for float and "
+                f"complex numbers (its derivative is taken by the complex step): {exc}"
+            ) from None
+        if not abs(exact - central) <= 1e-5 * max(1.0, abs(central)):
+            raise ModelError(
+                f"`input_transform` ({_name(py_func)}): its complex-step derivative at "
+                f"x={x} is {exact:.6g} but finite differences give {central:.6g}; avoid "
+                "abs(), min/max and comparisons on x (they are not complex-step safe)"
+            )
+    return _kernels.TRANSFORM_NONE, compiled

@@ -69,8 +69,10 @@ def test_neural_ode_gradients_agree_across_methods(neural, method):
                      rtol=1e-10, atol=1e-12)
     continuous = pe.vjp(neural, T, w, method=method, sensitivity=pe.Adjoint(),
                         rtol=1e-10, atol=1e-12)
+    backsolve = pe.vjp(neural, T, w, method=method, sensitivity=pe.BacksolveAdjoint(),
+                       rtol=1e-10, atol=1e-12)
     scale = np.max(np.abs(reference))
-    for other in (forward, continuous):
+    for other in (forward, continuous, backsolve):
         np.testing.assert_allclose(other, reference, rtol=1e-5,
                                    atol=1e-6 * scale)
 
@@ -249,3 +251,43 @@ def test_wide_jacobian_rows_by_the_discrete_adjoint(neural, observed):
     np.testing.assert_allclose(r_adjoint, r_forward, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(jac_adjoint, jac_forward, rtol=1e-8,
                                atol=1e-10 * np.max(np.abs(jac_forward)))
+
+
+def test_a_network_with_its_own_elementwise_function():
+    """MLP(input_transform=g): the network sees g(x); NeuralODE and UDEProblem take it
+    from the network, and every derivative goes through g's complex step."""
+    net = MLP([2, 6, 2], activation="tanh", init="normal", input_transform=softsign_like)
+    plain = MLP([2, 6, 2], activation="tanh", init="normal")
+    theta = net.init(seed=7)
+    x = np.array([[0.3, -1.2], [2.0, 0.1]])
+    g = x / np.sqrt(1 + x * x)
+    np.testing.assert_allclose(net(theta, x), plain(theta, g), rtol=1e-14)
+    J_x, J_theta = net.jacobian(theta, x[0])
+    step = 1e-6
+    for i in range(2):
+        up, down = x[0].copy(), x[0].copy()
+        up[i] += step
+        down[i] -= step
+        np.testing.assert_allclose(J_x[:, i], (net(theta, up) - net(theta, down)) / (2 * step),
+                                   rtol=1e-6, atol=1e-9)
+    assert "softsign_like" in repr(net)
+    node = pe.NeuralODE(net, [0.5, -0.2], (0.0, 1.0), theta)
+    w = _loss_weights(4, T.size)
+    np.testing.assert_allclose(
+        pe.vjp(node, T, w, sensitivity=pe.DiscreteAdjoint(), method="Tsit5"),
+        pe.vjp(node, T, w, sensitivity=pe.ComplexStep(), method="Tsit5"), rtol=1e-9,
+        atol=1e-12)
+    ude = pe.UDEProblem(known_growth, net, [1.0, 0.8], (0.0, 1.0), p=[0.9, 1.4],
+                        theta=theta)
+    y = np.array([0.6, 1.3])
+    dydt = np.empty(2)
+    ude.fun(0.0, y, ude.p.copy(), dydt)
+    nn = plain(theta, y / np.sqrt(1 + y * y))
+    np.testing.assert_allclose(dydt, [0.9 * 0.6 + nn[0], -1.4 * 1.3 + nn[1] * 0.6],
+                               rtol=1e-13)
+    np.testing.assert_allclose(
+        pe.vjp(ude, T, w, sensitivity=pe.DiscreteAdjoint(), method="Tsit5"),
+        pe.vjp(ude, T, w, sensitivity=pe.ComplexStep(), method="Tsit5"), rtol=1e-9,
+        atol=1e-12)
+    with pytest.raises(pe.ModelError, match="complex-step"):
+        MLP([2, 3, 2], input_transform=not_analytic)

@@ -17,7 +17,8 @@ from paramest.nn import MLP
         (dict(sizes=[2, 2], activation="gelu"), "`activation` must be one of 'identity'"),
         (dict(sizes=[2, 2], output_activation="exp"), "`output_activation` must be one of"),
         (dict(sizes=[2, 2], init="he"), "`init` must be one of 'glorot', 'normal', 'zeros'"),
-        (dict(sizes=[2, 2], input_transform="square"), "`input_transform` must be None or"),
+        (dict(sizes=[2, 2], input_transform="square"),
+         "`input_transform` must be None, 'cube' or a function"),
     ],
 )
 def test_bad_arguments(kwargs, match):
