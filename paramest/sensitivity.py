@@ -88,7 +88,7 @@ class Forward(SensitivityMethod):
     one) per stage for ``k`` columns, plus for Rosenbrock methods ``2k`` complex evaluations
     per stage and ``k`` extra triangular solves. Memory: the state grows from ``n`` to
     ``n (1 + k)`` numbers, dense output likewise. For many parameters and few outputs the
-    adjoint methods (a later release) are cheaper.
+    adjoints (:class:`DiscreteAdjoint`, :class:`Adjoint`) are cheaper.
 
     Examples
     --------
