@@ -13,12 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_lotka_volterra_example_runs(tmp_path):
+def _run_example(name, tmp_path, timeout=300):
+    """Run ``examples/name`` in ``tmp_path`` on a headless matplotlib backend."""
     env = dict(os.environ, MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "solve_lotka_volterra.py")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env,
     )
+
+
+def test_lotka_volterra_example_runs(tmp_path):
+    result = _run_example("solve_lotka_volterra.py", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "successfully reached the end" in result.stdout
     # the last printed row is t = 10 with the known solution
@@ -26,10 +31,7 @@ def test_lotka_volterra_example_runs(tmp_path):
 
 
 def test_robertson_example_runs(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "solve_robertson.py")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )
+    result = _run_example("solve_robertson.py", tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("successfully reached the end") == 2
     assert "switched from Tsit5 to Rodas5P" in result.stdout
@@ -40,11 +42,7 @@ def test_robertson_example_runs(tmp_path):
 def test_fit_lotka_volterra_example_recovers_the_rates(tmp_path):
     """The README's first command: the fit succeeds and every estimate lies within 3
     standard errors of the true value (the script itself exits nonzero on failure)."""
-    env = dict(os.environ, MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "fit_lotka_volterra.py")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
-    )
+    result = _run_example("fit_lotka_volterra.py", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "paramest fit (trf): success" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines()
@@ -58,11 +56,7 @@ def test_fit_lotka_volterra_example_recovers_the_rates(tmp_path):
 def test_fit_from_csv_example_recovers_the_rates(tmp_path):
     """Two experiments from CSV files, a scaled observable: the true rate constants and
     gain lie inside the printed 95 % intervals."""
-    env = dict(os.environ, MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "fit_from_csv.py")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
-    )
+    result = _run_example("fit_from_csv.py", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "success" in result.stdout
     assert "outside" not in result.stdout.lower(), result.stdout
@@ -71,11 +65,7 @@ def test_fit_from_csv_example_recovers_the_rates(tmp_path):
 def test_neural_spiral_example_trains(tmp_path):
     """DiffEqFlux's spiral: from the seed-0 weights the loss falls more than 100-fold in the
     example's fixed 300 Adam steps + at most 300 L-BFGS-B iterations, to below 0.1."""
-    env = dict(os.environ, MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "neural_spiral.py")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
-    )
+    result = _run_example("neural_spiral.py", tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "loss below 0.1: trained" in result.stdout
     match = re.search(r"252 weights: loss ([0-9.e+-]+) -> ([0-9.e+-]+) in (\d+) iterations",
@@ -86,11 +76,7 @@ def test_neural_spiral_example_trains(tmp_path):
 
 
 def test_ude_example_learns_the_interaction(tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "ude_lotka_volterra.py")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
-    )
+    result = _run_example("ude_lotka_volterra.py", tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the network learnt the interaction terms" in result.stdout
 
